@@ -1,0 +1,178 @@
+"""Dataclass schemas registered in Hydra's ConfigStore.
+
+They give compose-time type checks (a string where an int belongs fails at compose) and allowed
+values (Enums: a projection or layer-map strategy that does not exist fails at compose, listing the
+valid ones). Range checks and cross-group checks (alpha in [0, 1], kd needs a teacher, layer maps
+within depth) live in `forge.config.validate`, which runs before any weights load.
+
+Group option files start with `defaults: [/schema/<group>@_here_: <schema>, _self_]`, so every
+option of a group is checked against its group's schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class ModelSource(str, Enum):
+    """Where weights come from: a hub id, a local directory, or a model shipped in a pip package."""
+
+    hub = "hub"
+    local = "local"
+    packaged = "packaged"
+
+
+class ResumeMode(str, Enum):
+    auto = "auto"
+    never = "never"
+
+
+@dataclass
+class LoraSpec:
+    enabled: bool = False
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+
+
+@dataclass
+class ModelSpec:
+    """One model (student or teacher).
+
+    name_or_path: hub id, local directory, or a packaged model name (see forge.models.packaged).
+    init_layers: build a shallower model by copying these transformer blocks (0-based) from the
+      source (DistilBERT-style initialisation); null keeps every layer.
+    revision: hub revision (ignored for local/packaged).
+    """
+
+    source: ModelSource = ModelSource.hub
+    name_or_path: str = MISSING
+    init_layers: Optional[list[int]] = None
+    revision: Optional[str] = None
+    lora: LoraSpec = field(default_factory=LoraSpec)
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    student: ModelSpec = field(default_factory=ModelSpec)
+    teacher: Optional[ModelSpec] = None
+
+
+@dataclass
+class ModeConfig:
+    """`trainer` is instantiated with the built objects (models, loss, data); `requires_teacher`
+    makes a missing teacher a config error."""
+
+    name: str = MISSING
+    requires_teacher: bool = False
+    trainer: Any = MISSING
+
+
+@dataclass
+class TeacherStrategyConfig:
+    """How the teacher is obtained and whether it learns.
+
+    finetune_first: fine-tune the teacher on the task (CE) before distilling (the *_sft strategies),
+      unless `checkpoint` names an already fine-tuned teacher to load instead.
+    cotrain: keep updating the teacher on its own CE while the student distils from it.
+    finetune_steps / finetune_learning_rate: budget of the teacher's fine-tuning phase.
+    """
+
+    name: str = MISSING
+    finetune_first: bool = False
+    cotrain: bool = False
+    checkpoint: Optional[str] = None
+    finetune_steps: int = 200
+    finetune_learning_rate: float = 5e-5
+    finetune_batch_size: int = 16
+
+
+@dataclass
+class TaskConfig:
+    """Fields every task has; handlers add their own (a GLUE task's `glue_task`, a prompt...)."""
+
+    _target_: str = MISSING
+    name: str = MISSING
+    data_dir: Optional[str] = None
+    max_train_samples: Optional[int] = None
+    max_eval_samples: Optional[int] = None
+    max_length: int = 128
+
+
+@dataclass
+class GlueTaskConfig(TaskConfig):
+    glue_task: str = MISSING
+    hub_dataset: str = "nyu-mll/glue"
+
+
+@dataclass
+class TrainerConfig:
+    """The stable subset of transformers.TrainingArguments that Forge exposes (trainer.*)."""
+
+    max_steps: int = 100
+    num_train_epochs: float = 1.0
+    per_device_train_batch_size: int = 16
+    per_device_eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.0
+    lr_scheduler_type: str = "linear"
+    max_grad_norm: float = 1.0
+    logging_steps: int = 10
+    save_steps: int = 500
+    save_total_limit: Optional[int] = 2
+    dataloader_num_workers: int = 0
+    bf16: bool = False
+    fp16: bool = False
+
+
+@dataclass
+class ForgeConfig:
+    """The top level. `seed`, `alpha`, `output_root` are the anchors other groups may interpolate."""
+
+    seed: int = 42
+    alpha: float = 0.0
+    output_root: str = "outputs"
+    run_dir: Optional[str] = None
+    resume: str = "auto"
+    data_root: Optional[str] = None
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    task: Any = MISSING
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mode: ModeConfig = field(default_factory=ModeConfig)
+    loss: Any = MISSING
+    teacher_strategy: TeacherStrategyConfig = field(default_factory=TeacherStrategyConfig)
+
+
+_REGISTERED = False
+
+
+def register_schemas() -> None:
+    """Store every schema once; idempotent so tests can call it freely."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    cs = ConfigStore.instance()
+    cs.store(name="forge_schema", node=ForgeConfig)
+    # Group schemas live under schema/<group> so they never show up as selectable options.
+    # An option file pulls its schema in with `defaults: [/schema/<group>@_here_: <name>, _self_]`.
+    cs.store(group="schema/model", name="model", node=ModelConfig)
+    cs.store(group="schema/mode", name="mode", node=ModeConfig)
+    cs.store(group="schema/teacher_strategy", name="teacher_strategy", node=TeacherStrategyConfig)
+    cs.store(group="schema/task", name="task", node=TaskConfig)
+    cs.store(group="schema/task", name="glue", node=GlueTaskConfig)
+    try:  # loss schemas live beside the losses
+        from forge.losses.schema import register_loss_schemas
+    except ImportError:  # pragma: no cover - during bootstrap
+        pass
+    else:
+        register_loss_schemas(cs)
+    _REGISTERED = True

@@ -1,0 +1,110 @@
+"""The contract every distillation loss follows.
+
+A loss is an `nn.Module` (so projections it owns are trained with the student and saved with it).
+It declares what it needs from the forward passes (`needs`), so that the trainer computes nothing
+else: attention maps force eager attention and cost time and memory. The trainer never branches on
+a loss's name; it asks `needs`, runs the models, and calls the loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from forge.config.errors import ConfigProblem
+from forge.models.info import ModelInfo
+
+
+@dataclass(frozen=True)
+class Needs:
+    """Which model outputs a loss reads. Composites take the union of their parts."""
+
+    logits: bool = False
+    hidden_states: bool = False
+    attentions: bool = False
+
+    def __or__(self, other: "Needs") -> "Needs":
+        return Needs(
+            logits=self.logits or other.logits,
+            hidden_states=self.hidden_states or other.hidden_states,
+            attentions=self.attentions or other.attentions,
+        )
+
+
+@dataclass
+class ForwardView:
+    """The parts of one model's forward pass that losses read.
+
+    logits: [B, C] for sequence classification or [B, T, V] for token-level models.
+    hidden_states: tuple of [B, T, H], index 0 = embeddings (num_layers + 1 entries) or None.
+    attentions: tuple of [B, heads, T, T] probabilities (num_layers entries) or None.
+    """
+
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class LossBatch:
+    """Masks shared by every loss.
+
+    token_mask: [B, T] bool, real (non-padding) tokens; used by feature and attention losses.
+    target_mask: [B, T] bool for token-level logits (True where the position predicts a target
+      token: prompt and padding excluded), or None for sequence-level logits ([B, C]).
+    """
+
+    token_mask: torch.Tensor
+    target_mask: torch.Tensor | None = None
+
+
+@dataclass
+class LossOutput:
+    """Weighted distillation total plus each named component (unweighted, detached for logging)."""
+
+    total: torch.Tensor
+    components: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class DistillationLoss(nn.Module):
+    """Base class: subclasses set `needs`, implement `compute`, and may override `validate`/`bind`.
+
+    Lifecycle: `validate(student, teacher)` runs at config time on `ModelInfo` read from configs
+    (no weights) and returns problems; `bind(student, teacher)` then builds layer maps and trainable
+    projections; `forward(student_view, teacher_view, batch, step)` returns a `LossOutput`.
+    """
+
+    needs: Needs = Needs()
+    name: str = "loss"
+
+    def validate(self, student: ModelInfo, teacher: ModelInfo) -> list[ConfigProblem]:
+        return []
+
+    def bind(self, student: ModelInfo, teacher: ModelInfo) -> None:
+        """Build layer maps / projections for this pair. Default: nothing to build."""
+
+    def compute(
+        self, student: ForwardView, teacher: ForwardView, batch: LossBatch, step: int
+    ) -> LossOutput:
+        raise NotImplementedError
+
+    def forward(
+        self, student: ForwardView, teacher: ForwardView, batch: LossBatch, step: int = 0
+    ) -> LossOutput:
+        return self.compute(student, teacher, batch, step)
+
+
+class NoDistillation(DistillationLoss):
+    """`loss=ce`: the FAR study's control arm. Reads nothing, contributes zero."""
+
+    name = "ce"
+
+    def compute(self, student, teacher, batch, step) -> LossOutput:  # noqa: D401
+        ref = batch.token_mask
+        return LossOutput(total=torch.zeros((), device=ref.device), components={})
+
+
+ComponentWeights = Mapping[str, float]
