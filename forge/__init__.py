@@ -11,7 +11,7 @@ from typing import Any
 
 def run(cfg: Any) -> dict:
     """Run one experiment described by a composed config; returns the final metrics dict."""
-    from forge.run import run as _run
+    from forge.pipeline import run as _run
 
     return _run(cfg)
 

@@ -22,9 +22,10 @@ class ConfigProblem:
         text = f"{self.key}"
         if self.value is not None:
             text += f"={self.value!r}"
-        text += f": {self.message}"
+        message = self.message.rstrip()
+        text += f": {message}"
         if self.fix:
-            text += f" Fix: {self.fix}"
+            text += ("" if message.endswith((".", "!", "?")) else ".") + f" Fix: {self.fix}"
         return text
 
 

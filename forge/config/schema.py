@@ -96,7 +96,14 @@ class TeacherStrategyConfig:
 
 @dataclass
 class TaskConfig:
-    """Fields every task has; handlers add their own (a GLUE task's `glue_task`, a prompt...)."""
+    """Fields every task has; handlers add their own (a GLUE task's `glue_task`, a prompt...).
+
+    Every key here is a constructor argument of the handler (`instantiate(cfg.task)`).
+    data_dir: null loads from the hub (or the packaged copy for `demo`); a path reads local files.
+    max_train_samples / max_eval_samples: cap each split with a random subset drawn with `seed`
+      (deterministic per seed); null keeps everything.
+    seed: the base task yaml sets `${seed}`, so one top-level seed fixes the subsets too.
+    """
 
     _target_: str = MISSING
     name: str = MISSING
@@ -104,10 +111,14 @@ class TaskConfig:
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
     max_length: int = 128
+    seed: int = 42
 
 
 @dataclass
 class GlueTaskConfig(TaskConfig):
+    """glue_task: sst2 | cola | mnli | qqp (checked by the handler's validate(), which lists them).
+    hub_dataset: the hub id used when data_dir is null."""
+
     glue_task: str = MISSING
     hub_dataset: str = "nyu-mll/glue"
 

@@ -79,6 +79,9 @@ class DistillationLoss(nn.Module):
 
     needs: Needs = Needs()
     name: str = "loss"
+    # Where this loss's settings live in the composed config; problems are reported under it.
+    # Composites set their parts' keys to e.g. "loss.feature": messages name the key to override.
+    config_key: str = "loss"
 
     def validate(self, student: ModelInfo, teacher: ModelInfo) -> list[ConfigProblem]:
         return []
@@ -108,3 +111,17 @@ class NoDistillation(DistillationLoss):
 
 
 ComponentWeights = Mapping[str, float]
+
+
+def select_positions(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Rows of `x` ([B, T, ...]) where `mask` ([B, T]) is true, as [N, ...].
+
+    Losses index instead of multiplying by the mask, so masked positions contribute exactly
+    nothing (not even NaN * 0) and get exactly zero gradient.
+    """
+    return x[mask.to(device=x.device, dtype=torch.bool)]
+
+
+def mean_rows(values: torch.Tensor) -> torch.Tensor:
+    """Mean of per-row losses; 0 (still attached to the graph) when no row was selected."""
+    return values.sum() / max(values.shape[0], 1)

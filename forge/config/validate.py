@@ -1,0 +1,130 @@
+"""Cross-group checks that schemas cannot express, run before any weights load.
+
+Everything found is reported at once in one `ConfigError`: what is wrong, the key, the value, the
+valid choices or the fix. Building the loss object and reading model configs is cheap (no weights),
+so loss/model compatibility (layer maps, hidden sizes, head counts) is checked here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import hydra.utils
+from omegaconf import DictConfig
+
+from forge.config.errors import ProblemCollector
+from forge.data.base import TaskDataHandler
+from forge.losses.base import DistillationLoss, NoDistillation
+from forge.models.info import ModelInfo
+
+
+@dataclass
+class RunPlan:
+    """The validated, built-but-weightless pieces of a run."""
+
+    handler: TaskDataHandler
+    loss: DistillationLoss
+    student_info: ModelInfo
+    teacher_info: Optional[ModelInfo]
+    teacher_head_trained: bool
+    attn_implementation: str
+
+
+def build_handler(task_cfg: DictConfig) -> TaskDataHandler:
+    return hydra.utils.instantiate(task_cfg, _convert_="all")
+
+
+def teacher_head_will_be_trained(cfg: DictConfig) -> bool:
+    ts = cfg.teacher_strategy
+    return bool(ts.finetune_first or ts.checkpoint or ts.cotrain)
+
+
+def validate_and_plan(cfg: DictConfig) -> RunPlan:
+    """Check the whole config; return the pieces the pipeline needs or raise ConfigError."""
+    from forge.losses import build_loss
+    from forge.models.loading import read_model_info, validate_model_spec
+
+    problems = ProblemCollector()
+
+    alpha = cfg.alpha
+    if not 0.0 <= float(alpha) <= 1.0:
+        problems.add("alpha", "must lie in [0, 1] (loss = CE + alpha · distillation).", alpha,
+                     "pass e.g. alpha=0.5; alpha=0 means no distillation.")
+    if cfg.mode.name == "sft" and cfg.loss.name != "ce":
+        problems.add("loss", "mode=sft trains on cross-entropy only, so this distillation loss would be ignored.",
+                     cfg.loss.name, "use mode=kd to distil, or loss=ce for fine-tuning.")
+    if cfg.mode.name == "sft" and float(alpha) != 0.0:
+        problems.add("alpha", "mode=sft means alpha 0 (cross-entropy only).", alpha,
+                     "drop the alpha override, or use mode=kd.")
+
+    teacher_spec = cfg.model.get("teacher")
+    if cfg.mode.requires_teacher and teacher_spec is None:
+        problems.add("model.teacher", f"mode={cfg.mode.name} distils from a teacher, but the model group "
+                     f"'{cfg.model.name}' defines none.", None,
+                     "choose a model pair with a teacher (e.g. model=minilm) or use mode=sft.")
+
+    ts = cfg.teacher_strategy
+    if ts.checkpoint and not Path(ts.checkpoint).is_dir():
+        problems.add("teacher_strategy.checkpoint", "is not a directory holding a fine-tuned teacher.",
+                     ts.checkpoint, "point it at a saved model dir (e.g. <run_dir>/teacher_sft) or set it to null.")
+
+    handler: Any = None
+    try:
+        handler = build_handler(cfg.task)
+    except Exception as exc:  # noqa: BLE001 - reported as a config problem
+        problems.add("task", f"could not build the data handler: {exc}", cfg.task.get("_target_"))
+    else:
+        problems.extend(handler.validate())
+
+    loss: DistillationLoss = NoDistillation()
+    try:
+        loss = build_loss(cfg.loss)
+    except Exception as exc:  # noqa: BLE001
+        problems.add("loss", f"could not build the loss: {exc}", cfg.loss.get("name"))
+
+    kind = getattr(handler, "model_kind", "classification")
+    num_labels = getattr(handler, "num_labels", 2) if handler is not None else 2
+    student_info: Optional[ModelInfo] = None
+    teacher_info: Optional[ModelInfo] = None
+    spec_problems = validate_model_spec(cfg.model.student, "model.student")
+    problems.extend(spec_problems)
+    if not spec_problems:
+        try:
+            student_info = read_model_info(cfg.model.student, kind=kind, num_labels=num_labels, head_trained=False)
+        except Exception as exc:  # noqa: BLE001
+            problems.add("model.student", f"cannot read the model's config: {exc}", cfg.model.student.name_or_path)
+    head_trained = teacher_head_will_be_trained(cfg)
+    if teacher_spec is not None and cfg.mode.requires_teacher:
+        spec_problems = validate_model_spec(teacher_spec, "model.teacher")
+        problems.extend(spec_problems)
+        if not spec_problems:
+            try:
+                teacher_info = read_model_info(teacher_spec, kind=kind, num_labels=num_labels, head_trained=head_trained)
+            except Exception as exc:  # noqa: BLE001
+                problems.add("model.teacher", f"cannot read the model's config: {exc}", teacher_spec.name_or_path)
+
+    if cfg.mode.requires_teacher and loss.needs.logits and not head_trained:
+        problems.add(
+            "teacher_strategy",
+            f"loss={cfg.loss.name} distils the teacher's output distribution, but with "
+            f"teacher_strategy={ts.name} the teacher's task head is never trained (it is randomly "
+            "initialised), so the student would learn noise.",
+            ts.name,
+            "use teacher_strategy=frozen_sft (fine-tune the teacher first), cotrain_base or cotrain_sft, "
+            "or a feature/attention loss (e.g. loss=combined_fa).",
+        )
+    if student_info is not None and teacher_info is not None and cfg.mode.requires_teacher:
+        problems.extend(loss.validate(student_info, teacher_info))
+
+    problems.raise_if_any()
+    assert handler is not None and student_info is not None
+    return RunPlan(
+        handler=handler,
+        loss=loss,
+        student_info=student_info,
+        teacher_info=teacher_info,
+        teacher_head_trained=head_trained,
+        attn_implementation="eager" if loss.needs.attentions else "sdpa",
+    )

@@ -1,0 +1,56 @@
+"""Reading GLUE-style TSV files, plain or gzipped.
+
+GLUE texts contain unbalanced quotes (`"`), so every reader uses csv.QUOTE_NONE: a quote is just a
+character and a row ends at the newline. Files may be stored as `X.tsv` or `X.tsv.gz` (large
+splits are often kept compressed); gzip is detected from the magic bytes, not the name, so a
+mis-named file still reads.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from pathlib import Path
+from typing import Iterator, TextIO
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def split_file_pattern(stem: str) -> str:
+    """How a split file is named in messages: `dev.tsv[.gz]`."""
+    return f"{stem}.tsv[.gz]"
+
+
+def find_split_file(folder: Path, stem: str) -> Path | None:
+    """`folder/stem.tsv` if present, else `folder/stem.tsv.gz`, else None."""
+    for name in (f"{stem}.tsv", f"{stem}.tsv.gz"):
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def open_text(path: Path) -> TextIO:
+    """Open a UTF-8 text file, transparently gunzipping it. newline="" as the csv module wants."""
+    with open(path, "rb") as raw:
+        magic = raw.read(2)
+    if magic == _GZIP_MAGIC:
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def iter_rows(path: Path) -> Iterator[list[str]]:
+    """Every row of a tab-separated file as a list of fields (header included, if any)."""
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 24))  # parse trees can be long
+    with open_text(path) as handle:
+        yield from csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+
+
+def read_header(path: Path) -> list[str]:
+    """The first row only (cheap: used by config-time validation)."""
+    rows = iter_rows(path)
+    try:
+        return next(rows, [])
+    finally:
+        rows.close()

@@ -1,0 +1,1 @@
+"""Evaluation helpers: plain metric functions (`forge.eval.metrics`) the task handlers call."""

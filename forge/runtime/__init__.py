@@ -1,0 +1,1 @@
+"""Run directory, metadata, logging: everything a run leaves on disk besides checkpoints."""

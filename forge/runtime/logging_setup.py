@@ -1,0 +1,39 @@
+"""Console + `output.log` logging for a run (one handler pair, removed when the run ends)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class RunLogging:
+    """Attach a file handler (run_dir/output.log) and a console handler to the root logger."""
+
+    def __init__(self, run_dir: Path, level: int = logging.INFO) -> None:
+        self.handlers: list[logging.Handler] = []
+        root = logging.getLogger()
+        root.setLevel(level)
+        file_handler = logging.FileHandler(Path(run_dir) / "output.log", encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter(_FORMAT))
+        self.handlers.append(file_handler)
+        if not any(getattr(h, "_forge_console", False) for h in root.handlers):
+            console = logging.StreamHandler(sys.stdout)
+            console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s", "%H:%M:%S"))
+            console._forge_console = True  # type: ignore[attr-defined]
+            self.handlers.append(console)
+        for handler in self.handlers:
+            root.addHandler(handler)
+        # transformers logs through its own logger tree; let it reach our handlers.
+        import transformers
+
+        transformers.utils.logging.disable_default_handler()
+        transformers.utils.logging.enable_propagation()
+
+    def close(self) -> None:
+        root = logging.getLogger()
+        for handler in self.handlers:
+            root.removeHandler(handler)
+            handler.close()

@@ -1,0 +1,1 @@
+"""Teachers: how a teacher is obtained (strategy) and, later, where it runs (backends)."""

@@ -1,0 +1,127 @@
+"""`mode=kd`: loss = CE + alpha · distillation, with the loss object passed in.
+
+The student, the loss (which owns trainable projections) and a co-trained teacher live in one
+`DistillationModule`, so one optimizer trains them and one checkpoint holds them; a frozen teacher
+is kept outside the module (no gradients, not in checkpoints). All math runs inside the module's
+`forward` so that a data-parallel wrapper synchronises every trainable part.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from transformers import Trainer, TrainingArguments
+
+from forge.losses.base import DistillationLoss, ForwardView, LossBatch
+from forge.trainers.components import TrainingComponents
+from forge.trainers.logging_mixin import ComponentLoggingMixin
+
+
+def target_mask_for(logits: torch.Tensor, labels: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """Positions whose logits predict a target token (token-level models only).
+
+    Sequence-level logits [B, C] need no mask. For causal LMs, logits at position t predict the
+    token at t+1, so the mask is `labels[:, 1:] != -100` shifted onto positions 0..T-2 (prompt and
+    padding labels are -100 and thus excluded).
+    """
+    if logits.dim() != 3 or labels is None:
+        return None
+    mask = torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+    mask[:, :-1] = labels[:, 1:] != -100
+    return mask
+
+
+def _view(outputs: Any, needs: Any) -> ForwardView:
+    return ForwardView(
+        logits=outputs.logits if needs.logits else None,
+        hidden_states=tuple(outputs.hidden_states) if needs.hidden_states else None,
+        attentions=tuple(outputs.attentions) if needs.attentions else None,
+    )
+
+
+class DistillationModule(nn.Module):
+    """Student + loss (+ co-trained teacher) as one trainable module."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, loss: DistillationLoss, *,
+                 alpha: float, teacher_trainable: bool) -> None:
+        super().__init__()
+        self.student = student
+        self.loss = loss
+        self.alpha = float(alpha)
+        self.teacher_trainable = teacher_trainable
+        if teacher_trainable:
+            self.teacher = teacher
+        else:
+            teacher.eval()
+            teacher.requires_grad_(False)
+            object.__setattr__(self, "_frozen_teacher", teacher)  # not a submodule: not trained, not saved
+
+    @property
+    def teacher_model(self) -> nn.Module:
+        return self.teacher if self.teacher_trainable else self._frozen_teacher  # type: ignore[return-value]
+
+    def _teacher_needed(self) -> bool:
+        needs = self.loss.needs
+        return self.teacher_trainable or needs.logits or needs.hidden_states or needs.attentions
+
+    def forward(self, step: int = 0, **inputs: torch.Tensor) -> dict[str, Any]:
+        needs = self.loss.needs
+        extra = {"output_hidden_states": needs.hidden_states, "output_attentions": needs.attentions}
+        student_out = self.student(**inputs, **extra)
+        ce = student_out.loss
+        components: dict[str, torch.Tensor] = {"ce": ce.detach()}
+        total = ce
+        if self._teacher_needed():
+            teacher = self.teacher_model
+            teacher_inputs = inputs if self.teacher_trainable else {k: v for k, v in inputs.items() if k != "labels"}
+            with torch.set_grad_enabled(self.teacher_trainable and torch.is_grad_enabled()):
+                teacher_out = teacher(**teacher_inputs, **extra)
+            batch = LossBatch(
+                token_mask=inputs["attention_mask"].bool(),
+                target_mask=target_mask_for(student_out.logits, inputs.get("labels")),
+            )
+            distill = self.loss(_view(student_out, needs), _view(teacher_out, needs), batch, step)
+            total = total + self.alpha * distill.total
+            components["distill"] = distill.total.detach()
+            components.update({k: v.detach() if torch.is_tensor(v) else v for k, v in distill.components.items()})
+            if self.teacher_trainable:
+                total = total + teacher_out.loss
+                components["teacher_ce"] = teacher_out.loss.detach()
+        return {"loss": total, "components": components, "logits": student_out.logits}
+
+
+class DistillationTrainer(ComponentLoggingMixin, Trainer):
+    """Trains a `DistillationModule`; logs CE, distillation and each loss component."""
+
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_component_logging()
+        module = self.model
+        if isinstance(module, DistillationModule) and not module.teacher_trainable:
+            module.teacher_model.to(self.args.device)
+
+    @classmethod
+    def from_components(cls, components: TrainingComponents, args: TrainingArguments, **kwargs: Any) -> "DistillationTrainer":
+        if components.teacher is None or components.loss is None:
+            raise ValueError("DistillationTrainer needs a teacher and a loss object")
+        module = DistillationModule(
+            components.student, components.teacher, components.loss,
+            alpha=components.alpha, teacher_trainable=components.teacher_trainable,
+        )
+        return cls(
+            model=module,
+            args=args,
+            train_dataset=components.train_dataset,
+            data_collator=components.collator,
+            processing_class=components.tokenizer,
+            **kwargs,
+        )
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
+        outputs = model(step=self.state.global_step, **inputs)
+        self.record_components(outputs["components"])
+        return (outputs["loss"], outputs) if return_outputs else outputs["loss"]

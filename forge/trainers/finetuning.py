@@ -1,0 +1,37 @@
+"""`mode=sft`: cross-entropy only (alpha 0). Also fine-tunes the teacher for the *_sft strategies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import Trainer, TrainingArguments
+
+from forge.trainers.components import TrainingComponents
+from forge.trainers.logging_mixin import ComponentLoggingMixin
+
+
+class FinetuningTrainer(ComponentLoggingMixin, Trainer):
+    """Plain supervised training of `components.student` on the task's labels."""
+
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_component_logging()
+
+    @classmethod
+    def from_components(cls, components: TrainingComponents, args: TrainingArguments, **kwargs: Any) -> "FinetuningTrainer":
+        return cls(
+            model=components.student,
+            args=args,
+            train_dataset=components.train_dataset,
+            data_collator=components.collator,
+            processing_class=components.tokenizer,
+            **kwargs,
+        )
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
+        outputs = model(**inputs)
+        loss = outputs.loss
+        self.record_components({"ce": loss})
+        return (loss, outputs) if return_outputs else loss
