@@ -152,9 +152,7 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path) -> dict[str, Any]:
                   **{k: v for k, v in train_output.metrics.items() if isinstance(v, (int, float))}},
     }
     write_json_atomic(run_dir / "metrics.json", metrics)
-    report = format_report(pre, post, gap)
-    log.info("Results\n%s", report)
-    print(f"\n{report}\n\nrun directory: {run_dir}\n", flush=True)
+    log.info("Results\n%s\n\nrun directory: %s", format_report(pre, post, gap), run_dir)
     return metrics
 
 

@@ -31,6 +31,7 @@ class RunLogging:
 
         transformers.utils.logging.disable_default_handler()
         transformers.utils.logging.enable_propagation()
+        transformers.utils.logging.disable_progress_bar()
 
     def close(self) -> None:
         root = logging.getLogger()

@@ -15,8 +15,15 @@ import torch
 
 class ComponentLoggingMixin:
     def _init_component_logging(self) -> None:
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        from forge.trainers.callbacks import LogMetricsCallback
+
         self._component_sums: dict[str, float] = defaultdict(float)
         self._component_counts: dict[str, int] = defaultdict(int)
+        self.remove_callback(PrinterCallback)  # type: ignore[attr-defined]
+        self.remove_callback(ProgressCallback)  # type: ignore[attr-defined]
+        self.add_callback(LogMetricsCallback())  # type: ignore[attr-defined]
 
     def record_components(self, components: dict[str, Any]) -> None:
         for name, value in components.items():
