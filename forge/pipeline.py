@@ -98,11 +98,15 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path) -> dict[str, Any]:
 
     teacher: Optional[torch.nn.Module] = None
     if distilling:
+        finetune = bool(cfg.teacher_strategy.finetune_first and not cfg.teacher_strategy.checkpoint)
+        # The teacher's own fine-tuning never needs attention maps: run it on SDPA, then switch.
         teacher = load_teacher(cfg, num_labels=handler.num_labels, kind=kind,
-                               attn_implementation=plan.attn_implementation)
+                               attn_implementation="sdpa" if finetune else plan.attn_implementation)
         resize_embeddings_if_needed(teacher, tokenizer)
-        if cfg.teacher_strategy.finetune_first and not cfg.teacher_strategy.checkpoint:
+        if finetune:
             teacher = finetune_teacher(teacher, cfg, data, tokenizer, run_dir)
+            if plan.attn_implementation != "sdpa":
+                teacher.set_attn_implementation(plan.attn_implementation)
         plan.loss.bind(plan.student_info, plan.teacher_info)
 
     def score(model: torch.nn.Module) -> dict[str, float]:
@@ -129,7 +133,8 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path) -> dict[str, Any]:
 
     post = {"student": score(student)}
     if teacher is not None:
-        post["teacher"] = score(teacher)
+        # A frozen teacher cannot have changed: reuse its pre-training scores.
+        post["teacher"] = score(teacher) if components.teacher_trainable else dict(pre["teacher"])
     key = primary_key(handler, data.eval_sets)
     gap = transfer_gap(
         key,

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from forge.config.errors import ConfigError, ConfigProblem
+from forge.config.errors import ConfigProblem
 from forge.losses.base import (
     DistillationLoss, ForwardView, LossBatch, LossOutput, Needs, mean_rows, select_positions,
 )
@@ -60,9 +60,7 @@ class AttentionKL(DistillationLoss):
         return problems
 
     def bind(self, student: ModelInfo, teacher: ModelInfo) -> None:
-        problems = self.validate(student, teacher)
-        if problems:
-            raise ConfigError(problems)
+        self.ensure_valid(student, teacher)
         self.pairs = layer_pairs(
             self.layer_map, student.num_layers, teacher.num_layers, first_index=1
         )

@@ -89,6 +89,14 @@ class DistillationLoss(nn.Module):
     def bind(self, student: ModelInfo, teacher: ModelInfo) -> None:
         """Build layer maps / projections for this pair. Default: nothing to build."""
 
+    def ensure_valid(self, student: ModelInfo, teacher: ModelInfo) -> None:
+        """Raise the `validate` problems, for `bind` implementations called outside the pipeline."""
+        from forge.config.errors import ConfigError
+
+        problems = self.validate(student, teacher)
+        if problems:
+            raise ConfigError(problems)
+
     def compute(
         self, student: ForwardView, teacher: ForwardView, batch: LossBatch, step: int
     ) -> LossOutput:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forge.config.errors import ConfigError, ConfigProblem
+from forge.config.errors import ConfigProblem
 from forge.losses.base import (
     DistillationLoss, ForwardView, LossBatch, LossOutput, Needs, mean_rows, select_positions,
 )
@@ -51,9 +51,7 @@ class FeatureLoss(DistillationLoss):
         return problems
 
     def bind(self, student: ModelInfo, teacher: ModelInfo) -> None:
-        problems = self.validate(student, teacher)
-        if problems:
-            raise ConfigError(problems)
+        self.ensure_valid(student, teacher)
         self.pairs = layer_pairs(self.layer_map, student.num_layers, teacher.num_layers)
         self.projections = nn.ModuleList(
             make_projection(self.projection, student.hidden_size, teacher.hidden_size)
