@@ -1,6 +1,9 @@
 """The Forge pipeline, top to bottom: validate → build → pre-eval → train → post-eval → report.
 
 `run(cfg)` needs no Hydra runtime: pass any composed config (tests compose with `hydra.compose`).
+It survives preemption: a run directory that already holds a complete checkpoint is continued
+from it (`resume=auto`), stop signals save a checkpoint and raise `RunInterrupted`, and a
+relaunched finished run returns its metrics without training again.
 """
 
 from __future__ import annotations
@@ -18,45 +21,103 @@ from forge.config.errors import ConfigError, ConfigProblem
 from forge.config.validate import RunPlan, validate_and_plan
 from forge.eval.loop import evaluate_model, primary_key
 from forge.eval.transfer import format_report, transfer_gap
+from forge.runtime.checkpoints import clear_staging, latest_complete_checkpoint
 from forge.runtime.logging_setup import RunLogging
 from forge.runtime.metadata import RunMetadata
+from forge.runtime.resume import ResumeDecision, decide_resume, log_decision
 from forge.runtime.rundir import (
-    STATUS_FAILED, STATUS_FINISHED, STATUS_INTERRUPTED, resolve_run_dir, write_json_atomic,
-    write_resolved_config,
+    STATUS_FAILED, STATUS_FINISHED, STATUS_INTERRUPTED, claim_run_dir, read_json, resolve_run_dir,
+    write_json_atomic, write_resolved_config,
 )
-from forge.trainers.args import training_arguments
+from forge.runtime.secrets import redact
+from forge.runtime.signals import RunInterrupted, SignalPolicy, StopRequest
+from forge.runtime.training_state import TrainingStateWriter, mean_logged_loss
+from forge.trainers.args import keep_last_checkpoints, training_arguments
+from forge.trainers.base import TrainingRuntime
+from forge.trainers.callbacks import GracefulStopCallback, PeakMetricTracker
 from forge.trainers.components import TrainingComponents
 
 log = logging.getLogger("forge")
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PRE_METRICS = "pre_metrics.json"
 
 
 def run(cfg: DictConfig | dict) -> dict[str, Any]:
-    """Run one experiment; returns the contents of metrics.json."""
+    """Run (or continue) one experiment; returns the contents of metrics.json."""
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.create(cfg)
     plan = validate_and_plan(cfg)  # raises ConfigError before anything is written or loaded
-
     run_dir = resolve_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    done = _finished_metrics(run_dir) if str(cfg.get("resume", "auto")) != "never" else None
+    if done is not None:
+        print(f"forge: run {run_dir} already finished; nothing to do (metrics.json is unchanged). "
+              "Use a new run_dir to train again.", flush=True)
+        return done
+    decision = decide_resume(str(cfg.get("resume", "auto")), run_dir, verify_mode=_verify_mode(cfg))
+
+    run_dir = claim_run_dir(cfg, run_dir)
+    clear_staging(run_dir)
     write_resolved_config(run_dir, cfg)
     run_logging = RunLogging(run_dir)
-    metadata = RunMetadata(run_dir, seed=cfg.seed, repo_root=REPO_ROOT)
+    metadata = RunMetadata(run_dir, seed=cfg.seed, repo_root=REPO_ROOT,
+                           resumed_from=str(decision.checkpoint) if decision.checkpoint else None)
     log.info("Run directory: %s", run_dir)
+    log_decision(decision)
+    tracker = _build_tracker(cfg)
+    stop = StopRequest.for_policy(SignalPolicy.from_config(cfg.get("signals"))).install()
     try:
-        metrics = _execute(cfg, plan, run_dir)
+        tracker.start(run_dir, redact(OmegaConf.to_container(cfg, resolve=True)), name=_run_name(cfg, run_dir),
+                      group=cfg.get("study_name"))
+        metrics = _execute(cfg, plan, run_dir, decision, stop, tracker)
+    except RunInterrupted as exc:
+        log.warning("Run interrupted: %s", exc)
+        metadata.finish(STATUS_INTERRUPTED, interrupted_by=exc.__str__())
+        tracker.finish(STATUS_INTERRUPTED)
+        raise
     except KeyboardInterrupt:
-        metadata.finish(STATUS_INTERRUPTED)
+        metadata.finish(STATUS_INTERRUPTED, interrupted_by="KeyboardInterrupt")
+        tracker.finish(STATUS_INTERRUPTED)
         raise
     except BaseException as exc:
-        log.exception("Run failed")
+        from forge.trainers.base import NonFiniteLossError
+
+        expected = isinstance(exc, (ConfigError, NonFiniteLossError))  # their message says it all
+        log.error("Run failed: %s: %s", type(exc).__name__, exc, exc_info=not expected)
         metadata.finish(STATUS_FAILED, error=f"{type(exc).__name__}: {exc}")
+        tracker.finish(STATUS_FAILED)
         raise
     else:
         metadata.finish(STATUS_FINISHED, primary_metric=metrics["primary_metric"])
+        tracker.finish(STATUS_FINISHED)
         return metrics
     finally:
+        stop.restore()
         run_logging.close()
+
+
+def _verify_mode(cfg: DictConfig) -> str:
+    node = cfg.get("checkpoint")
+    return str(node.get("verify", "sha256")) if node is not None else "sha256"
+
+
+def _finished_metrics(run_dir: Path) -> Optional[dict[str, Any]]:
+    meta, metrics = run_dir / "run_metadata.json", run_dir / "metrics.json"
+    if meta.is_file() and metrics.is_file() and read_json(meta).get("status") == STATUS_FINISHED:
+        return read_json(metrics)
+    return None
+
+
+def _run_name(cfg: DictConfig, run_dir: Path) -> str:
+    return f"{cfg.task.name}/{cfg.model.name}/{cfg.mode.name}/{cfg.loss.name}/{run_dir.name}"
+
+
+def _build_tracker(cfg: DictConfig) -> Any:
+    from forge.tracking.base import NullTracker
+
+    node = cfg.get("logger")
+    if node is None or node.get("_target_") is None:
+        return NullTracker()
+    return hydra.utils.instantiate(node, _convert_="all")
 
 
 def _device() -> torch.device:
@@ -72,10 +133,17 @@ def _check_shared_vocabulary(student_tok: Any, teacher_tok: Any) -> None:
         ))
 
 
-def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path) -> dict[str, Any]:
+def _interrupted(stop: StopRequest, step: int, run_dir: Path) -> RunInterrupted:
+    last = latest_complete_checkpoint(run_dir, "size")
+    return RunInterrupted(stop.signum or 15, step, str(last) if last else None, dict(stop.previous))
+
+
+def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path, decision: ResumeDecision, stop: StopRequest,
+             tracker: Any) -> dict[str, Any]:
     from forge.models.loading import load_model, load_tokenizer, resize_embeddings_if_needed
     from forge.models.lora import apply_lora, save_final_model
-    from forge.teachers.strategy import finetune_teacher, load_teacher
+    from forge.teachers.strategy import finetune_teacher, finetuned_teacher_in, load_teacher
+    from forge.tracking.callback import TrackerCallback
 
     set_seed(cfg.seed)
     handler = plan.handler
@@ -99,43 +167,73 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path) -> dict[str, Any]:
     teacher: Optional[torch.nn.Module] = None
     if distilling:
         finetune = bool(cfg.teacher_strategy.finetune_first and not cfg.teacher_strategy.checkpoint)
+        sealed = finetuned_teacher_in(run_dir) if finetune else None
+        if sealed is not None:
+            log.info("Reusing the teacher this run fine-tuned before: %s", sealed)
+            finetune = False
         # The teacher's own fine-tuning never needs attention maps: run it on SDPA, then switch.
-        teacher = load_teacher(cfg, num_labels=handler.num_labels, kind=kind,
+        teacher = load_teacher(cfg, num_labels=handler.num_labels, kind=kind, checkpoint=sealed,
                                attn_implementation="sdpa" if finetune else plan.attn_implementation)
         resize_embeddings_if_needed(teacher, tokenizer)
         if finetune:
-            teacher = finetune_teacher(teacher, cfg, data, tokenizer, run_dir)
+            teacher = finetune_teacher(teacher, cfg, data, tokenizer, run_dir, callbacks=[GracefulStopCallback(stop)])
+            if teacher is None:
+                raise _interrupted(stop, 0, run_dir)
             if plan.attn_implementation != "sdpa":
                 teacher.set_attn_implementation(plan.attn_implementation)
         plan.loss.bind(plan.student_info, plan.teacher_info)
+    if stop.requested:
+        raise _interrupted(stop, 0, run_dir)
 
     def score(model: torch.nn.Module) -> dict[str, float]:
         model.to(device)
         return evaluate_model(model, handler, data.eval_sets, data.collator,
                               batch_size=cfg.trainer.per_device_eval_batch_size, device=device)
 
-    pre = {"student": score(student)}
-    if teacher is not None:
-        pre["teacher"] = score(teacher)
+    key = primary_key(handler, data.eval_sets)
+    pre_path = run_dir / PRE_METRICS
+    if decision.resuming and pre_path.is_file():
+        pre = read_json(pre_path)  # scored by the first attempt, on the untrained student
+    else:
+        pre = {"student": score(student)}
+        if teacher is not None:
+            pre["teacher"] = score(teacher)
+        write_json_atomic(pre_path, pre)
     log.info("Pre-training metrics: %s", pre)
+    tracker.log({f"pre/{who}/{k}": v for who, scores in pre.items() for k, v in scores.items()}, step=0)
 
     components = TrainingComponents(
         student=student, train_dataset=data.train, collator=data.collator, tokenizer=tokenizer,
         teacher=teacher, loss=plan.loss if distilling else None, alpha=float(cfg.alpha),
         teacher_trainable=bool(cfg.teacher_strategy.cotrain) and distilling,
     )
+    stop_callback = GracefulStopCallback(stop)
+    state_writer = TrainingStateWriter(run_dir, primary_metric=key)
+    runtime = TrainingRuntime(
+        keep_last=keep_last_checkpoints(cfg.trainer),
+        eval_fn=score if int(cfg.trainer.get("eval_steps") or 0) > 0 else None,
+        eval_dataset=next(iter(data.eval_sets.values())),
+        callbacks=[stop_callback, PeakMetricTracker(key, getattr(handler, "greater_is_better", True)),
+                   TrackerCallback(tracker)],
+        on_checkpoint=[state_writer.on_checkpoint],
+        checkpoint_extra=state_writer.checkpoint_extra,
+    )
     trainer_cfg = OmegaConf.to_container(cfg.mode.trainer, resolve=True)
     trainer_cls = hydra.utils.get_class(trainer_cfg.pop("_target_"))
     args = training_arguments(cfg.trainer, output_dir=run_dir, seed=cfg.seed)
-    trainer = trainer_cls.from_components(components, args, **trainer_cfg)
-    train_output = trainer.train()
-    _write_training_state(run_dir, trainer, train_output)
+    trainer = trainer_cls.from_components(components, args, runtime=runtime, **trainer_cfg)
+    state_writer.attach(trainer, resumed_from=decision.checkpoint)
+    train_output = trainer.train(resume_from_checkpoint=str(decision.checkpoint) if decision.checkpoint else None)
+
+    if stop_callback.stopped_at_step is not None and trainer.state.global_step < trainer.state.max_steps:
+        state_writer.write(status="interrupted")
+        raise _interrupted(stop, trainer.state.global_step, run_dir)
+    state_writer.write(status="finished", training_loss=mean_logged_loss(trainer.state.log_history))
 
     post = {"student": score(student)}
     if teacher is not None:
         # A frozen teacher cannot have changed: reuse its pre-training scores.
         post["teacher"] = score(teacher) if components.teacher_trainable else dict(pre["teacher"])
-    key = primary_key(handler, data.eval_sets)
     gap = transfer_gap(
         key,
         student_pre=pre["student"][key], student_post=post["student"][key],
@@ -153,21 +251,14 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path) -> dict[str, Any]:
         "pre": pre,
         "post": post,
         "transfer_gap": gap.as_dict(),
-        "train": {"global_step": trainer.state.global_step, "train_loss": train_output.training_loss,
-                  **{k: v for k, v in train_output.metrics.items() if isinstance(v, (int, float))}},
+        "peak": state_writer.peak(),
+        "train": {**{k: v for k, v in train_output.metrics.items() if isinstance(v, (int, float))},
+                  "global_step": trainer.state.global_step,
+                  "train_loss": mean_logged_loss(trainer.state.log_history)},
     }
     write_json_atomic(run_dir / "metrics.json", metrics)
+    tracker.log({f"post/{who}/{k}": v for who, scores in post.items() for k, v in scores.items()},
+                step=trainer.state.global_step)
+    tracker.summary({"pre": pre, "post": post, "transfer_gap": gap.as_dict(), "peak": metrics["peak"]})
     log.info("Results\n%s\n\nrun directory: %s", format_report(pre, post, gap), run_dir)
     return metrics
-
-
-def _write_training_state(run_dir: Path, trainer: Any, train_output: Any) -> None:
-    """`training_state.json`: step counts and the full log history (incl. loss components)."""
-    state = trainer.state
-    write_json_atomic(run_dir / "training_state.json", {
-        "global_step": state.global_step,
-        "max_steps": state.max_steps,
-        "epoch": state.epoch,
-        "training_loss": train_output.training_loss,
-        "log_history": state.log_history,
-    })

@@ -27,11 +27,6 @@ class ModelSource(str, Enum):
     packaged = "packaged"
 
 
-class ResumeMode(str, Enum):
-    auto = "auto"
-    never = "never"
-
-
 @dataclass
 class LoraSpec:
     enabled: bool = False
@@ -139,10 +134,44 @@ class TrainerConfig:
     max_grad_norm: float = 1.0
     logging_steps: int = 10
     save_steps: int = 500
+    # Complete checkpoints kept (Forge rotates; the newest complete one is never deleted).
     save_total_limit: Optional[int] = 2
+    # Score the student with the task's eval loop every N steps (0: only before and after
+    # training); feeds the peak-metric tracker.
+    eval_steps: int = 0
     dataloader_num_workers: int = 0
     bf16: bool = False
     fp16: bool = False
+
+
+class OnSignal(str, Enum):
+    """After a stop signal's checkpoint: ask SLURM (or submitit) to requeue, or just exit."""
+
+    requeue = "requeue"
+    exit = "exit"
+
+
+class VerifyMode(str, Enum):
+    """How a checkpoint is checked against its marker before resuming: full sha256 or sizes."""
+
+    sha256 = "sha256"
+    size = "size"
+
+
+@dataclass
+class SignalsConfig:
+    """catch: signals that make training finish the step, save and stop (SLURM/submitit send
+    SIGUSR2 before a time limit by default; older cluster scripts SIGUSR1; preemption SIGTERM).
+    exit_code: the process's exit status after such a stop (75 = EX_TEMPFAIL, "try again")."""
+
+    catch: list[str] = field(default_factory=lambda: ["SIGUSR1", "SIGUSR2", "SIGTERM"])
+    on_signal: OnSignal = OnSignal.requeue
+    exit_code: int = 75
+
+
+@dataclass
+class CheckpointConfig:
+    verify: VerifyMode = VerifyMode.sha256
 
 
 @dataclass
@@ -153,8 +182,15 @@ class ForgeConfig:
     alpha: float = 0.0
     output_root: str = "outputs"
     run_dir: Optional[str] = None
+    # auto: continue from the run directory's latest complete checkpoint; never; or a path to a
+    # checkpoint-N directory or a run directory.
     resume: str = "auto"
     data_root: Optional[str] = None
+    # Groups a sweep's runs (W&B group, study reports); experiment files set it.
+    study_name: Optional[str] = None
+    signals: SignalsConfig = field(default_factory=SignalsConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logger: Any = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     task: Any = MISSING
     model: ModelConfig = field(default_factory=ModelConfig)

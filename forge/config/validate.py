@@ -65,6 +65,8 @@ def validate_and_plan(cfg: DictConfig) -> RunPlan:
                      f"'{cfg.model.name}' defines none.", None,
                      "choose a model pair with a teacher (e.g. model=minilm) or use mode=sft.")
 
+    _check_signals(cfg, problems)
+
     ts = cfg.teacher_strategy
     if ts.checkpoint and not Path(ts.checkpoint).is_dir():
         problems.add("teacher_strategy.checkpoint", "is not a directory holding a fine-tuned teacher.",
@@ -128,3 +130,18 @@ def validate_and_plan(cfg: DictConfig) -> RunPlan:
         teacher_head_trained=head_trained,
         attn_implementation="eager" if loss.needs.attentions else "sdpa",
     )
+
+
+def _check_signals(cfg: DictConfig, problems: ProblemCollector) -> None:
+    from forge.runtime.signals import parse_signal
+
+    node = cfg.get("signals")
+    for name in (node.get("catch") or []) if node is not None else []:
+        try:
+            sig = parse_signal(name)
+        except ValueError as exc:
+            problems.add("signals.catch", str(exc), name, "e.g. signals.catch=[SIGUSR1,SIGUSR2,SIGTERM]")
+            continue
+        if sig.name in ("SIGKILL", "SIGSTOP"):
+            problems.add("signals.catch", "cannot be caught by any process.", name,
+                         "catch SIGUSR1, SIGUSR2 or SIGTERM instead")

@@ -24,7 +24,11 @@ class RunLogging:
             console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s", "%H:%M:%S"))
             console._forge_console = True  # type: ignore[attr-defined]
             self.handlers.append(console)
+        from forge.runtime.secrets import RedactingFilter
+
+        redactor = RedactingFilter()
         for handler in self.handlers:
+            handler.addFilter(redactor)
             root.addHandler(handler)
         # transformers logs through its own logger tree; let it reach our handlers.
         import transformers

@@ -63,25 +63,52 @@ def now_iso() -> str:
 
 
 class RunMetadata:
-    """Owns run_metadata.json; `update()` rewrites it atomically."""
+    """Owns run_metadata.json; `update()` rewrites it atomically.
 
-    def __init__(self, run_dir: Path, *, seed: int, repo_root: Path) -> None:
+    A resumed run (requeue, relaunch with the same run_dir) keeps its first start time and gains
+    one entry in `attempts` per launch, so the file tells how often it was preempted and where
+    each attempt continued from. `duration_s` sums the attempts' wall times.
+    """
+
+    def __init__(self, run_dir: Path, *, seed: int, repo_root: Path, resumed_from: str | None = None) -> None:
+        from forge.runtime.rundir import read_json
+        from forge.runtime.secrets import redact_argv
+
         self.path = Path(run_dir) / "run_metadata.json"
+        previous: dict[str, Any] = {}
+        if self.path.is_file():
+            try:
+                previous = read_json(self.path)
+            except (OSError, ValueError):
+                previous = {}
+        start = now_iso()
+        attempt = {
+            "start_time": start,
+            "end_time": None,
+            "status": STATUS_RUNNING,
+            "resumed_from": resumed_from,
+            "host": socket.gethostname(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "slurm_array_task_id": os.environ.get("SLURM_ARRAY_TASK_ID"),
+            "slurm_restart_count": os.environ.get("SLURM_RESTART_COUNT"),
+        }
+        self._previous_duration = float(previous.get("duration_s") or 0.0)
         self.data: dict[str, Any] = {
             "status": STATUS_RUNNING,
             "run_dir": str(Path(run_dir).resolve()),
             "seed": seed,
-            "start_time": now_iso(),
+            "start_time": previous.get("start_time", start),
             "end_time": None,
-            "duration_s": None,
+            "duration_s": previous.get("duration_s"),
             "git": git_commit(repo_root),
             "packages": package_versions(),
             "python": sys.version.split()[0],
             "host": socket.gethostname(),
             "platform": platform.platform(),
             "device": device_description(),
-            "argv": list(sys.argv),
+            "argv": redact_argv(sys.argv),
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "attempts": list(previous.get("attempts", [])) + [attempt],
         }
         self._t0 = _dt.datetime.now(_dt.timezone.utc)
         self.update()
@@ -92,4 +119,6 @@ class RunMetadata:
 
     def finish(self, status: str, **fields: Any) -> None:
         elapsed = (_dt.datetime.now(_dt.timezone.utc) - self._t0).total_seconds()
-        self.update(status=status, end_time=now_iso(), duration_s=round(elapsed, 2), **fields)
+        end = now_iso()
+        self.data["attempts"][-1].update(end_time=end, status=status, duration_s=round(elapsed, 2))
+        self.update(status=status, end_time=end, duration_s=round(self._previous_duration + elapsed, 2), **fields)

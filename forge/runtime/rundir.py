@@ -22,10 +22,18 @@ STATUS_FAILED = "failed"
 STATUS_INTERRUPTED = "interrupted"
 
 
+def run_base(cfg: DictConfig) -> Path:
+    return Path(cfg.output_root) / cfg.task.name / cfg.model.name / cfg.mode.name / cfg.loss.name
+
+
 def default_run_dir(cfg: DictConfig, now: _dt.datetime | None = None) -> Path:
-    """`<output_root>/<task>/<model>/<mode>/<loss>/<timestamp>`; a numeric suffix avoids clashes."""
+    """`<output_root>/<task>/<model>/<mode>/<loss>/<timestamp>`; a numeric suffix avoids clashes.
+
+    Only picks a name; `claim_run_dir` creates it (atomically, so two jobs starting in the same
+    second never share one).
+    """
     stamp = (now or _dt.datetime.now()).strftime("%Y-%m-%d_%H-%M-%S")
-    base = Path(cfg.output_root) / cfg.task.name / cfg.model.name / cfg.mode.name / cfg.loss.name
+    base = run_base(cfg)
     candidate = base / stamp
     suffix = 1
     while candidate.exists():
@@ -34,8 +42,59 @@ def default_run_dir(cfg: DictConfig, now: _dt.datetime | None = None) -> Path:
     return candidate
 
 
+def slurm_task_key() -> str | None:
+    """A name for this SLURM task that survives requeues (job ids do; timestamps do not)."""
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array_job and task:
+        return f"{array_job}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def _slurm_pointer(cfg: DictConfig, key: str) -> Path:
+    return run_base(cfg) / f".slurm-job-{key}"
+
+
 def resolve_run_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.run_dir) if cfg.get("run_dir") else default_run_dir(cfg)
+    """`run_dir` if set; else the directory this SLURM task used before a requeue; else a new one.
+
+    A requeued SLURM job re-runs the same command, which would otherwise pick a new timestamp and
+    start over: the first attempt leaves `<base>/.slurm-job-<id>` naming its run directory, and
+    the requeued attempt follows it.
+    """
+    if cfg.get("run_dir"):
+        return Path(cfg.run_dir)
+    key = slurm_task_key()
+    if key:
+        pointer = _slurm_pointer(cfg, key)
+        if pointer.is_file():
+            previous = Path(pointer.read_text(encoding="utf-8").strip())
+            if previous.is_dir():
+                return previous
+    return default_run_dir(cfg)
+
+
+def claim_run_dir(cfg: DictConfig, run_dir: Path) -> Path:
+    """Create the run directory (a timestamped one atomically, with a new suffix on a clash)."""
+    run_dir = Path(run_dir)
+    if cfg.get("run_dir") or run_dir.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        stem, suffix = run_dir.name, 0
+        while True:
+            try:
+                run_dir.mkdir()
+                break
+            except FileExistsError:
+                suffix += 1
+                run_dir = run_dir.with_name(f"{stem}_{suffix}")
+    key = slurm_task_key()
+    if key and not cfg.get("run_dir"):
+        pointer = _slurm_pointer(cfg, key)
+        tmp = pointer.with_name(pointer.name + ".tmp")
+        tmp.write_text(str(run_dir.resolve()), encoding="utf-8")
+        os.replace(tmp, pointer)
+    return run_dir
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

@@ -9,8 +9,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|authorization)", re.IGNORECASE)
+# Credential-looking config keys. Deliberately not any key containing "token": tokenizer,
+# pad_token_id, eos_token and max_new_tokens are ordinary settings.
+_SECRET_KEY = re.compile(
+    r"(api[_-]?key|(access|auth|hub|hf|bearer|refresh|wandb)[_-]?token|^token$|secret|password|passwd|authorization)",
+    re.IGNORECASE,
+)
 REDACTED = "***redacted***"
+# Environment variables that carry credentials: WANDB_API_KEY, HF_TOKEN, OPENAI_API_KEY, ...
+_SECRET_ENV = re.compile(r"(API_?KEY|TOKEN$|SECRET|PASSW)", re.IGNORECASE)
 
 
 def is_secret_key(key: str) -> bool:
@@ -24,3 +31,37 @@ def redact(value: Any) -> Any:
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """Command-line overrides like `logger.api_key=sk-...` with the value replaced."""
+    out = []
+    for arg in argv:
+        key, sep, _ = arg.partition("=")
+        out.append(f"{key}={REDACTED}" if sep and is_secret_key(key.rsplit(".", 1)[-1]) else arg)
+    return out
+
+
+def secret_values_from_env() -> list[str]:
+    """Values of environment variables that hold credentials (W&B, hub, OpenAI-style servers)."""
+    import os
+
+    return [v for k, v in os.environ.items() if _SECRET_ENV.search(k) and v and len(v) >= 6]
+
+
+class RedactingFilter:
+    """A logging filter that blanks credential values from the environment out of every record,
+    so a library that prints a key or a URL with a token never puts it into output.log."""
+
+    def __init__(self) -> None:
+        self.secrets = secret_values_from_env()
+
+    def filter(self, record: Any) -> bool:  # noqa: D102
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        if any(secret in message for secret in self.secrets):
+            for secret in self.secrets:
+                message = message.replace(secret, REDACTED)
+            record.msg, record.args = message, None
+        return True

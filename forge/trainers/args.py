@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import TrainingArguments
 
+# Keys of `cfg.trainer` that Forge handles itself rather than handing to TrainingArguments.
+FORGE_ONLY_KEYS = ("save_total_limit", "eval_steps")
+
+
+def keep_last_checkpoints(trainer_cfg: DictConfig | dict) -> Optional[int]:
+    """`trainer.save_total_limit`: Forge rotates checkpoints itself (never deleting the only complete one)."""
+    value = trainer_cfg.get("save_total_limit")
+    return int(value) if value else None
+
 
 def training_arguments(trainer_cfg: DictConfig | dict, *, output_dir: Path, seed: int, **overrides: Any) -> TrainingArguments:
     """Map `cfg.trainer` onto TrainingArguments with Forge's fixed choices.
 
-    Fixed: no Trainer-side evaluation (Forge runs its own eval loop), no reporting integrations
-    (Forge logs itself), columns kept as the collator made them, and `labels` as the label key.
+    Fixed: evaluation only through Forge's own eval loop (at `trainer.eval_steps`, 0 = never during
+    training), no reporting integrations (Forge's tracker logs), columns kept as the collator made
+    them, `labels` as the label key, Trainer's own checkpoint rotation off (Forge's is atomic), and
+    callback state (the peak-metric tracker) restored on resume.
     """
     values = OmegaConf.to_container(trainer_cfg, resolve=True) if isinstance(trainer_cfg, DictConfig) else dict(trainer_cfg)
     values.update(overrides)
+    eval_steps = int(values.get("eval_steps") or 0)
+    for key in FORGE_ONLY_KEYS:
+        values.pop(key, None)
     # transformers 5 folded warmup_ratio into warmup_steps (a float < 1 is a ratio of total steps).
     ratio = values.pop("warmup_ratio", 0.0) or 0.0
     if ratio and not values.get("warmup_steps"):
@@ -26,8 +40,11 @@ def training_arguments(trainer_cfg: DictConfig | dict, *, output_dir: Path, seed
         output_dir=str(output_dir),
         seed=seed,
         data_seed=seed,
-        eval_strategy="no",
+        eval_strategy="steps" if eval_steps > 0 else "no",
+        eval_steps=eval_steps if eval_steps > 0 else None,
         save_strategy="steps" if values.get("save_steps", 0) > 0 else "no",
+        save_total_limit=None,
+        restore_callback_states_from_checkpoint=True,
         report_to=[],
         remove_unused_columns=False,
         label_names=["labels"],

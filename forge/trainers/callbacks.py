@@ -1,10 +1,16 @@
-"""Trainer callbacks owned by Forge."""
+"""Trainer callbacks owned by Forge: run-log lines, graceful stop on signals, peak metrics."""
 
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any, Optional
 
+import torch
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
+
+from forge.runtime.signals import StopRequest
 
 log = logging.getLogger("forge.train")
 
@@ -17,3 +23,69 @@ class LogMetricsCallback(TrainerCallback):
         if logs:
             shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
             log.info("step %d/%d: %s", state.global_step, state.max_steps, shown)
+
+
+def _all_ranks_agree(flag: bool) -> bool:
+    """True on every rank if it is True on any (ranks must stop at the same step to save together)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        tensor = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        if torch.distributed.get_backend() == "nccl":
+            tensor = tensor.cuda()
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return bool(tensor.item())
+    return flag
+
+
+class GracefulStopCallback(TrainerCallback):
+    """Between optimizer steps: if a stop signal arrived, save a checkpoint now and stop training."""
+
+    def __init__(self, stop: Optional[StopRequest] = None) -> None:
+        self.stop = stop
+        self.stopped_at_step: Optional[int] = None
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+        requested = bool(self.stop is not None and self.stop.requested)
+        if _all_ranks_agree(requested):
+            control.should_save = True
+            control.should_training_stop = True
+            self.stopped_at_step = state.global_step
+            log.warning("Stopping at step %d on %s: saving a checkpoint.", state.global_step,
+                        self.stop.signal_name if self.stop else "a stop request on another rank")
+        return control
+
+
+class PeakMetricTracker(TrainerCallback, ExportableState):
+    """Best value of the headline eval metric and the step it was reached at.
+
+    Exportable: Trainer stores its state in each checkpoint's trainer_state.json and restores it on
+    resume, so the peak survives preemption.
+    """
+
+    def __init__(self, metric: str = "", greater_is_better: bool = True) -> None:
+        self.metric = metric
+        self.greater_is_better = greater_is_better
+        self.best_value: Optional[float] = None
+        self.best_step: Optional[int] = None
+        self.evaluations = 0
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: D102
+        value = (metrics or {}).get(f"eval/{self.metric}")
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return control
+        self.evaluations += 1
+        better = self.best_value is None or (value > self.best_value if self.greater_is_better else value < self.best_value)
+        if better:
+            self.best_value, self.best_step = float(value), state.global_step
+            log.info("New best %s = %.4f at step %d", self.metric, value, state.global_step)
+        return control
+
+    def summary(self) -> dict[str, Any]:
+        return {"metric": self.metric, "best_value": self.best_value, "best_step": self.best_step,
+                "greater_is_better": self.greater_is_better, "evaluations": self.evaluations}
+
+    def state(self) -> dict:  # noqa: D102 - ExportableState
+        return {
+            "args": {"metric": self.metric, "greater_is_better": self.greater_is_better},
+            "attributes": {"best_value": self.best_value, "best_step": self.best_step,
+                           "evaluations": self.evaluations},
+        }

@@ -15,8 +15,8 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 
 from forge.losses.base import DistillationLoss, ForwardView, LossBatch
+from forge.trainers.base import ForgeTrainerMixin, TrainingRuntime, trainer_kwargs
 from forge.trainers.components import TrainingComponents
-from forge.trainers.logging_mixin import ComponentLoggingMixin
 
 
 def target_mask_for(logits: torch.Tensor, labels: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -92,20 +92,21 @@ class DistillationModule(nn.Module):
         return {"loss": total, "components": components, "logits": student_out.logits}
 
 
-class DistillationTrainer(ComponentLoggingMixin, Trainer):
+class DistillationTrainer(ForgeTrainerMixin, Trainer):
     """Trains a `DistillationModule`; logs CE, distillation and each loss component."""
 
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, runtime: Optional[TrainingRuntime] = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._init_component_logging()
+        self._init_forge(runtime)
         module = self.model
         if isinstance(module, DistillationModule) and not module.teacher_trainable:
             module.teacher_model.to(self.args.device)
 
     @classmethod
-    def from_components(cls, components: TrainingComponents, args: TrainingArguments, **kwargs: Any) -> "DistillationTrainer":
+    def from_components(cls, components: TrainingComponents, args: TrainingArguments,
+                        runtime: Optional[TrainingRuntime] = None, **kwargs: Any) -> "DistillationTrainer":
         if components.teacher is None or components.loss is None:
             raise ValueError("DistillationTrainer needs a teacher and a loss object")
         module = DistillationModule(
@@ -118,10 +119,16 @@ class DistillationTrainer(ComponentLoggingMixin, Trainer):
             train_dataset=components.train_dataset,
             data_collator=components.collator,
             processing_class=components.tokenizer,
+            runtime=runtime,
+            **trainer_kwargs(runtime),
             **kwargs,
         )
 
+    def model_to_evaluate(self) -> nn.Module:
+        return self.model.student
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
         outputs = model(step=self.state.global_step, **inputs)
+        self.guard_loss(outputs["loss"], outputs["components"])
         self.record_components(outputs["components"])
         return (outputs["loss"], outputs) if return_outputs else outputs["loss"]

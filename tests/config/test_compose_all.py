@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 from tests.conftest import CONF_DIR, compose_config, group_options
 
-GROUPS = ["task", "model", "mode", "loss", "teacher_strategy", "experiment"]
+GROUPS = ["task", "model", "mode", "loss", "teacher_strategy", "experiment", "logger"]
 
 
 def test_every_group_has_options():

@@ -1,0 +1,86 @@
+"""Sweep plumbing for launch.py: stable per-job run directories and launcher option checks.
+
+A job of a sweep gets `<sweep dir>/<job number>_<loss>_seed<seed>` as its run directory. The job
+number and the sweep directory are fixed at submission (Hydra pickles them with the job), so a
+task requeued by SLURM computes the same path and continues from its own checkpoint instead of
+starting a new timestamped directory.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional, Sequence
+
+from omegaconf import DictConfig
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+_LAUNCHER_KEY = re.compile(r"^\+{0,2}hydra\.launcher\.([A-Za-z_][\w]*)(?:\.[\w.]*)?=")
+_COMPOSE_KEYS = ("hydra/launcher=", "experiment=", "+experiment=")
+
+
+def sweep_run_dir(cfg: DictConfig) -> Optional[str]:
+    """The run directory of this job when Hydra runs a multirun; None for single runs."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from hydra.utils import to_absolute_path
+
+    if cfg.get("run_dir") or not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None
+    num = int(hc.job.get("num") or 0)
+    name = f"{num:03d}_{cfg.loss.name}_seed{cfg.seed}"
+    return str(Path(to_absolute_path(str(hc.sweep.dir))) / name)
+
+
+def _launcher_options(overrides: Sequence[str]) -> tuple[str, set[str]]:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from forge.config.schema import register_schemas
+
+    register_schemas()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+            composed = compose("config", overrides=list(overrides), return_hydra_config=True)
+        choice = composed.hydra.runtime.choices.get("hydra/launcher", "?")
+        return str(choice), set(composed.hydra.launcher.keys())
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def check_launcher_overrides(argv: Sequence[str]) -> Optional[str]:
+    """A clear message if `hydra.launcher.<key>=` names an option the chosen launcher lacks.
+
+    Hydra's own error suggests `+hydra.launcher.<key>`, which the launcher would then ignore or
+    reject at submission; here the user learns which launcher has that option instead.
+    """
+    asked = [(arg, m.group(1)) for arg in argv if (m := _LAUNCHER_KEY.match(arg))]
+    if not asked:
+        return None
+    selection = [a for a in argv if a.startswith(_COMPOSE_KEYS)]
+    try:
+        name, options = _launcher_options(selection)
+    except Exception:  # noqa: BLE001 - composition errors are reported by Hydra itself
+        return None
+    unknown = [(arg, key) for arg, key in asked if key not in options]
+    if not unknown:
+        return None
+    others = {}
+    for path in sorted((CONF_DIR / "hydra" / "launcher").glob("*.yaml")):
+        if path.stem != name:
+            try:
+                others[path.stem] = _launcher_options([*selection, f"hydra/launcher={path.stem}"])[1]
+            except Exception:  # noqa: BLE001
+                continue
+    lines = []
+    for arg, key in unknown:
+        where = [launcher for launcher, keys in others.items() if key in keys]
+        hint = (f"it exists for hydra/launcher={' or '.join(where)}; add that override" if where
+                else "check the spelling")
+        lines.append(f"{arg}: '{key}' is not an option of the '{name}' launcher; {hint}.")
+    valid = ", ".join(sorted(k for k in options if not k.startswith("_"))) or "(none: it runs jobs one after another)"
+    return "invalid launcher option:\n  - " + "\n  - ".join(lines) + f"\n  Options of '{name}': {valid}"

@@ -1,0 +1,165 @@
+"""Graceful stop on SIGUSR1 / SIGUSR2 / SIGTERM: finish the step, save, stop, get requeued.
+
+The signal handler only records the request (a handler must not do real work: it can fire in the
+middle of a backward pass). The training loop reads `StopRequest.requested` between optimizer
+steps (see `GracefulStopCallback`), saves a complete checkpoint and stops; the pipeline then marks
+the run `interrupted` and raises `RunInterrupted`, and `exit_after_interruption` requeues:
+
+- under submitit, by calling the handler submitit had installed (it pickles the job's
+  `checkpoint()` continuation, runs `scontrol requeue` and exits), so the requeued task re-runs
+  the same Hydra job and finds its run directory and checkpoint again;
+- in a plain SLURM job, with `scontrol requeue $SLURM_JOB_ID`;
+- elsewhere (a laptop, `signals.on_signal=exit`), by exiting with `signals.exit_code`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+from forge.runtime.rundir import slurm_task_key
+
+log = logging.getLogger("forge.signals")
+
+ON_SIGNAL_CHOICES = ("requeue", "exit")
+DEFAULT_SIGNALS = ("SIGUSR1", "SIGUSR2", "SIGTERM")
+
+
+def parse_signal(name: str | int) -> signal.Signals:
+    """`SIGUSR1`, `USR1` or a number → signal.Signals; ValueError names the valid choices."""
+    if isinstance(name, int) or str(name).isdigit():
+        return signal.Signals(int(name))
+    text = str(name).upper()
+    text = text if text.startswith("SIG") else f"SIG{text}"
+    try:
+        return signal.Signals[text]
+    except KeyError:
+        raise ValueError(f"unknown signal {name!r}; use names like SIGUSR1, SIGUSR2, SIGTERM, SIGINT") from None
+
+
+@dataclass
+class SignalPolicy:
+    """`cfg.signals`: which signals stop training gracefully, and what happens after the save."""
+
+    catch: Sequence[str] = DEFAULT_SIGNALS
+    on_signal: str = "requeue"
+    exit_code: int = 75  # EX_TEMPFAIL: "try again later"
+
+    @classmethod
+    def from_config(cls, node: Any) -> "SignalPolicy":
+        if node is None:
+            return cls()
+        return cls(catch=tuple(node.get("catch", DEFAULT_SIGNALS)), on_signal=str(node.get("on_signal", "requeue")),
+                   exit_code=int(node.get("exit_code", 75)))
+
+
+@dataclass
+class StopRequest:
+    """Records stop signals; installed for the duration of a run, then the old handlers return."""
+
+    signals: Sequence[signal.Signals]
+    signum: Optional[int] = None
+    count: int = 0
+    previous: dict[int, Any] = field(default_factory=dict)
+    installed: bool = False
+
+    @classmethod
+    def for_policy(cls, policy: SignalPolicy) -> "StopRequest":
+        return cls([parse_signal(s) for s in policy.catch])
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def signal_name(self) -> Optional[str]:
+        return signal.Signals(self.signum).name if self.signum is not None else None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.signum is None:
+            self.signum = signum
+        # Keep the handler minimal; the message goes out on the next log call too.
+        try:
+            log.warning("Received %s: finishing the current step, then saving and stopping.",
+                        signal.Signals(signum).name)
+        except Exception:  # noqa: BLE001 - never raise from a signal handler
+            pass
+
+    def install(self) -> "StopRequest":
+        if threading.current_thread() is not threading.main_thread():
+            log.warning("Not in the main thread: stop signals are not caught (training cannot save on preemption).")
+            return self
+        for sig in self.signals:
+            self.previous[int(sig)] = signal.getsignal(sig)
+            signal.signal(sig, self._handle)
+        self.installed = True
+        return self
+
+    def restore(self) -> None:
+        if not self.installed:
+            return
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self.installed = False
+
+    def __enter__(self) -> "StopRequest":
+        return self.install()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.restore()
+
+
+class RunInterrupted(Exception):
+    """Training stopped on a signal after saving a checkpoint; the run must be continued later."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Optional[str], previous_handlers: dict[int, Any]) -> None:
+        self.signum = signum
+        self.step = step
+        self.checkpoint = checkpoint
+        self.previous_handlers = previous_handlers
+        name = signal.Signals(signum).name
+        where = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint (stopped before training started)"
+        super().__init__(f"stopped by {name} at step {step}; saved {where}")
+
+
+def _submitit_requeue_handler(previous_handlers: dict[int, Any]) -> Optional[Callable[[int, Any], None]]:
+    """The handler submitit installed in this job (its `checkpoint_and_try_requeue`), if any."""
+    for handler in previous_handlers.values():
+        owner = getattr(handler, "__self__", None)
+        module = type(owner).__module__ if owner is not None else getattr(handler, "__module__", "")
+        if module.startswith("submitit") and "requeue" in getattr(handler, "__name__", ""):
+            return handler
+    return None
+
+
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0" and os.environ.get("SLURM_PROCID", "0") in ("0", "")
+
+
+def exit_after_interruption(interrupted: RunInterrupted, policy: SignalPolicy) -> None:
+    """Requeue (submitit, or plain SLURM) or exit, per `signals.on_signal`. Never returns."""
+    if policy.on_signal == "requeue":
+        handover = _submitit_requeue_handler(interrupted.previous_handlers)
+        if handover is not None:
+            log.info("Checkpoint saved; handing over to submitit to requeue this task.")
+            signum = interrupted.signum
+            usr = [s for s, h in interrupted.previous_handlers.items() if h is handover]
+            handover(usr[0] if usr else signum, None)  # submitit requeues and exits
+        job = slurm_task_key()  # `scontrol requeue` takes the array form for array tasks
+        if job and is_main_process():
+            result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+            if result.returncode == 0:
+                log.info("Checkpoint saved; requeued SLURM job %s.", job)
+            else:
+                log.error("scontrol requeue %s failed: %s", job, (result.stderr or result.stdout).strip())
+        elif not job:
+            log.info("Checkpoint saved; not in a SLURM job, so nothing to requeue. Relaunch with "
+                     "run_dir=<this run directory> to continue.")
+    sys.exit(policy.exit_code)

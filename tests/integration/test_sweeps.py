@@ -1,0 +1,42 @@
+"""A local sweep (`-m`, the default launcher) runs its jobs one after another, each into its own
+run directory under one sweep directory, named by job number, arm and seed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+TINY_STUDY = [
+    "-m", "experiment=far_study", "task=demo", "loss=ce,combined_f", "seed=1", "logger=none",
+    "task.max_train_samples=32", "task.max_eval_samples=16", "task.max_length=32",
+    "trainer.max_steps=2", "trainer.per_device_train_batch_size=8", "trainer.save_steps=2",
+    "trainer.eval_steps=0", "teacher_strategy.finetune_steps=1", "teacher_strategy.finetune_batch_size=8",
+]
+
+
+def test_local_far_sweep_writes_one_run_dir_per_job(tmp_path):
+    out = tmp_path / "outputs"
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "launch.py"), *TINY_STUDY, f"output_root={out}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep_dir,) = list((out / "sweeps" / "far_study").iterdir())
+    runs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert runs == ["000_ce_seed1", "001_combined_f_seed1"]
+    for name in runs:
+        run_dir = sweep_dir / name
+        meta = json.loads((run_dir / "run_metadata.json").read_text())
+        assert meta["status"] == "finished" and meta["seed"] == 1
+        assert (run_dir / "final" / "model.safetensors").is_file() and (run_dir / "checkpoint-2").is_dir()
+        assert json.loads((run_dir / "metrics.json").read_text())["train"]["global_step"] == 2
+    assert (sweep_dir / "multirun.yaml").is_file()
+    # Nothing was written outside the sweep directory (no stray timestamped run dirs).
+    assert sorted(p.name for p in out.iterdir()) == ["sweeps"]
