@@ -167,6 +167,9 @@ class SignalsConfig:
     catch: list[str] = field(default_factory=lambda: ["SIGUSR1", "SIGUSR2", "SIGTERM"])
     on_signal: OnSignal = OnSignal.requeue
     exit_code: int = 75
+    # After these, Forge asks for a requeue (submitit or `scontrol requeue`); after the others
+    # (SIGTERM: scancel, preemption) it only saves and exits, and SLURM decides.
+    requeue_on: list[str] = field(default_factory=lambda: ["SIGUSR1", "SIGUSR2"])
 
 
 @dataclass

@@ -50,13 +50,21 @@ class SignalPolicy:
     catch: Sequence[str] = DEFAULT_SIGNALS
     on_signal: str = "requeue"
     exit_code: int = 75  # EX_TEMPFAIL: "try again later"
+    # Signals that mean "time is up, come back later". SIGTERM is not among them: `scancel` sends it
+    # to kill the job (requeuing would undo the cancel), and SLURM requeues preempted jobs itself.
+    requeue_on: Sequence[str] = ("SIGUSR1", "SIGUSR2")
 
     @classmethod
     def from_config(cls, node: Any) -> "SignalPolicy":
         if node is None:
             return cls()
-        return cls(catch=tuple(node.get("catch", DEFAULT_SIGNALS)), on_signal=str(node.get("on_signal", "requeue")),
-                   exit_code=int(node.get("exit_code", 75)))
+        on_signal = node.get("on_signal", "requeue")
+        on_signal = getattr(on_signal, "value", on_signal)  # the schema gives an Enum member
+        if on_signal not in ON_SIGNAL_CHOICES:
+            raise ValueError(f"signals.on_signal={on_signal!r}; valid: {', '.join(ON_SIGNAL_CHOICES)}")
+        return cls(catch=tuple(str(getattr(s, "value", s)) for s in node.get("catch", DEFAULT_SIGNALS)),
+                   on_signal=on_signal, exit_code=int(node.get("exit_code", 75)),
+                   requeue_on=tuple(str(s) for s in node.get("requeue_on", ("SIGUSR1", "SIGUSR2"))))
 
 
 @dataclass
@@ -145,7 +153,12 @@ def is_main_process() -> bool:
 
 def exit_after_interruption(interrupted: RunInterrupted, policy: SignalPolicy) -> None:
     """Requeue (submitit, or plain SLURM) or exit, per `signals.on_signal`. Never returns."""
-    if policy.on_signal == "requeue":
+    requeue_signals = {parse_signal(s) for s in policy.requeue_on}
+    if policy.on_signal == "requeue" and interrupted.signum not in requeue_signals:
+        log.info("Checkpoint saved; %s is not a requeue signal (signals.requeue_on), so the scheduler decides: "
+                 "a cancelled job stays cancelled, a preempted one is requeued by SLURM itself.",
+                 signal.Signals(interrupted.signum).name)
+    elif policy.on_signal == "requeue":
         handover = _submitit_requeue_handler(interrupted.previous_handlers)
         if handover is not None:
             log.info("Checkpoint saved; handing over to submitit to requeue this task.")

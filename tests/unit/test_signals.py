@@ -66,10 +66,14 @@ def test_a_submitit_handler_is_handed_the_requeue():
             raise SystemExit(-1)
 
     handler = JobEnvironmentStandIn().checkpoint_and_try_requeue
-    interrupted = RunInterrupted(int(signal.SIGTERM), 3, None, {int(signal.SIGUSR2): handler, int(signal.SIGTERM): signal.SIG_DFL})
+    handlers = {int(signal.SIGUSR2): handler, int(signal.SIGTERM): signal.SIG_DFL}
     with pytest.raises(SystemExit):
-        exit_after_interruption(interrupted, SignalPolicy())
+        exit_after_interruption(RunInterrupted(int(signal.SIGUSR1), 3, None, handlers), SignalPolicy())
     assert calls == [int(signal.SIGUSR2)]
+    # SIGTERM (scancel, preemption) is not a requeue signal: save and exit, SLURM decides.
+    with pytest.raises(SystemExit) as exc:
+        exit_after_interruption(RunInterrupted(int(signal.SIGTERM), 3, None, handlers), SignalPolicy())
+    assert exc.value.code == 75 and calls == [int(signal.SIGUSR2)]
 
 
 def test_secrets_are_redacted_from_argv_and_log_records(monkeypatch):
@@ -95,3 +99,10 @@ def test_secret_key_detection_spares_ordinary_token_settings(key, secret):
     from forge.runtime.secrets import is_secret_key
 
     assert is_secret_key(key) is secret
+
+
+def test_policy_from_the_composed_config_reads_enum_values(compose):
+    policy = SignalPolicy.from_config(compose(["signals.on_signal=exit", "signals.exit_code=9"]).signals)
+    assert policy.on_signal == "exit" and policy.exit_code == 9
+    default = SignalPolicy.from_config(compose([]).signals)
+    assert default.on_signal == "requeue" and list(default.catch) == ["SIGUSR1", "SIGUSR2", "SIGTERM"]
