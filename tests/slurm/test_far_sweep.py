@@ -160,3 +160,25 @@ def test_a_cancelled_task_fails_the_sweep_instead_of_hanging(slurm_cluster, tmp_
     assert proc.returncode != 0
     assert "CANCELLED" in stderr and f"{job_id}_0" in stderr, stderr[-3000:]
     assert waited < 120
+
+
+def test_a_real_time_limit_requeues_until_the_run_completes(slurm_cluster, tmp_path):
+    """A 1-minute job: SLURM itself sends SIGUSR2 `signal_delay_s` before the limit (checked every
+    ~30 s), Forge saves, submitit requeues; the run continues over as many attempts as it needs."""
+    out = tmp_path / "outputs"
+    proc = subprocess.run(
+        _sweep(slurm_cluster, out, "loss=combined_far", "seed=1", "trainer.max_steps=400", "trainer.save_steps=20",
+               "logger=none", "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=45"),
+        cwd=tmp_path, env=_env(slurm_cluster), capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (run_dir,) = [p for p in _sweep_dir(out).iterdir() if p.is_dir() and not p.name.startswith(".")]
+    meta = json.loads((run_dir / "run_metadata.json").read_text())
+    statuses = [a["status"] for a in meta["attempts"]]
+    assert meta["status"] == "finished" and statuses[-1] == "finished"
+    assert len(statuses) >= 2 and set(statuses[:-1]) == {"interrupted"}, statuses
+    assert [a["slurm_restart_count"] for a in meta["attempts"]][1:] == [str(i) for i in range(1, len(statuses))]
+    assert json.loads((run_dir / "metrics.json").read_text())["train"]["global_step"] == 400
+    history = json.loads((run_dir / "training_state.json").read_text())["log_history"]
+    assert sorted({e["step"] for e in history if "loss" in e}) == list(range(1, 401))
+    print(f"\ntime-limit run finished after {len(statuses)} attempts: {statuses}")
