@@ -151,17 +151,22 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0" and os.environ.get("SLURM_PROCID", "0") in ("0", "")
 
 
+def _say(message: str, *args: Any) -> None:
+    """The run's log handlers are closed by now: tell the console (and the SLURM job log) directly."""
+    print("forge: " + (message % args if args else message), file=sys.stderr, flush=True)
+
+
 def exit_after_interruption(interrupted: RunInterrupted, policy: SignalPolicy) -> None:
     """Requeue (submitit, or plain SLURM) or exit, per `signals.on_signal`. Never returns."""
     requeue_signals = {parse_signal(s) for s in policy.requeue_on}
     if policy.on_signal == "requeue" and interrupted.signum not in requeue_signals:
-        log.info("Checkpoint saved; %s is not a requeue signal (signals.requeue_on), so the scheduler decides: "
+        _say("Checkpoint saved; %s is not a requeue signal (signals.requeue_on), so the scheduler decides: "
                  "a cancelled job stays cancelled, a preempted one is requeued by SLURM itself.",
                  signal.Signals(interrupted.signum).name)
     elif policy.on_signal == "requeue":
         handover = _submitit_requeue_handler(interrupted.previous_handlers)
         if handover is not None:
-            log.info("Checkpoint saved; handing over to submitit to requeue this task.")
+            _say("Checkpoint saved; handing over to submitit to requeue this task.")
             signum = interrupted.signum
             usr = [s for s, h in interrupted.previous_handlers.items() if h is handover]
             handover(usr[0] if usr else signum, None)  # submitit requeues and exits
@@ -169,10 +174,10 @@ def exit_after_interruption(interrupted: RunInterrupted, policy: SignalPolicy) -
         if job and is_main_process():
             result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
             if result.returncode == 0:
-                log.info("Checkpoint saved; requeued SLURM job %s.", job)
+                _say("Checkpoint saved; requeued SLURM job %s.", job)
             else:
-                log.error("scontrol requeue %s failed: %s", job, (result.stderr or result.stdout).strip())
+                _say("scontrol requeue %s failed: %s", job, (result.stderr or result.stdout).strip())
         elif not job:
-            log.info("Checkpoint saved; not in a SLURM job, so nothing to requeue. Relaunch with "
+            _say("Checkpoint saved; not in a SLURM job, so nothing to requeue. Relaunch with "
                      "run_dir=<this run directory> to continue.")
     sys.exit(policy.exit_code)

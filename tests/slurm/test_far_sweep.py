@@ -182,3 +182,43 @@ def test_a_real_time_limit_requeues_until_the_run_completes(slurm_cluster, tmp_p
     history = json.loads((run_dir / "training_state.json").read_text())["log_history"]
     assert sorted({e["step"] for e in history if "loss" in e}) == list(range(1, 401))
     print(f"\ntime-limit run finished after {len(statuses)} attempts: {statuses}")
+
+
+def test_plain_sbatch_job_requeues_itself_and_finds_its_run_dir(slurm_cluster, tmp_path):
+    """Without submitit: an sbatch script that execs launch.py (no run_dir given). SIGUSR1 → save →
+    `scontrol requeue` by Forge → the requeued job follows `<base>/.slurm-job-<id>` to the same run."""
+    out = tmp_path / "outputs"
+    args = " ".join([*TINY, "mode=kd", "loss=combined_far", "logger=none", "trainer.max_steps=40",
+                     "trainer.save_steps=5", f"output_root={out}"])
+    script = tmp_path / "job.sh"
+    script.write_text(
+        "#!/bin/bash\n#SBATCH --requeue\n#SBATCH --open-mode=append\n#SBATCH --cpus-per-task=1\n#SBATCH --mem=3G\n"
+        f"#SBATCH --output={tmp_path}/slurm-%j.out\n"
+        f"cd {tmp_path}\nexec {sys.executable} {REPO_ROOT / 'launch.py'} {args}\n"
+    )
+    submitted = subprocess.run(["sbatch", "--parsable", f"--partition={slurm_cluster.partition}", str(script)],
+                               env=_env(slurm_cluster), capture_output=True, text=True, check=True, timeout=30)
+    job_id = submitted.stdout.strip().split(";")[0]
+    base = out / "demo" / "minilm" / "kd" / "combined_far"
+    try:
+        deadline = time.time() + 300
+        while not any(p.is_file() and "step 8/40: loss=" in p.read_text(errors="replace")
+                      for p in base.glob("*/output.log")):
+            assert time.time() < deadline, "the job never reached step 8"
+            time.sleep(0.5)
+        # --batch: the batch step is the exec'd Python itself.
+        subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], env=slurm_cluster.env, check=True, timeout=30)
+        deadline = time.time() + 300
+        while not (list(base.glob("*/metrics.json"))):
+            assert time.time() < deadline, "the requeued job did not finish"
+            time.sleep(1)
+    finally:
+        subprocess.run(["scancel", job_id], env=slurm_cluster.env, timeout=30)
+    runs = [p for p in base.iterdir() if p.is_dir()]
+    assert len(runs) == 1, f"a requeue must not start a new timestamped run dir: {runs}"
+    assert (base / f".slurm-job-{job_id}").read_text().strip() == str(runs[0].resolve())
+    meta = json.loads((runs[0] / "run_metadata.json").read_text())
+    assert [a["status"] for a in meta["attempts"]] == ["interrupted", "finished"]
+    assert meta["attempts"][1]["slurm_restart_count"] == "1"
+    assert json.loads((runs[0] / "metrics.json").read_text())["train"]["global_step"] == 40
+    assert "requeued SLURM job" in (tmp_path / f"slurm-{job_id}.out").read_text()
