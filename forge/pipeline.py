@@ -24,7 +24,7 @@ from forge.eval.transfer import format_report, transfer_gap
 from forge.runtime.checkpoints import clear_staging, latest_complete_checkpoint
 from forge.runtime.logging_setup import RunLogging
 from forge.runtime.metadata import RunMetadata
-from forge.runtime.resume import ResumeDecision, decide_resume, log_decision
+from forge.runtime.resume import ResumeDecision, decide_resume, log_decision, verify_mode
 from forge.runtime.rundir import (
     STATUS_FAILED, STATUS_FINISHED, STATUS_INTERRUPTED, claim_run_dir, read_json, resolve_run_dir,
     write_json_atomic, write_resolved_config,
@@ -53,7 +53,7 @@ def run(cfg: DictConfig | dict) -> dict[str, Any]:
         print(f"forge: run {run_dir} already finished; nothing to do (metrics.json is unchanged). "
               "Use a new run_dir to train again.", flush=True)
         return done
-    decision = decide_resume(str(cfg.get("resume", "auto")), run_dir, verify_mode=_verify_mode(cfg))
+    decision = decide_resume(str(cfg.get("resume", "auto")), run_dir, verify_mode=verify_mode(cfg))
 
     run_dir = claim_run_dir(cfg, run_dir)
     clear_staging(run_dir)
@@ -93,11 +93,6 @@ def run(cfg: DictConfig | dict) -> dict[str, Any]:
     finally:
         stop.restore()
         run_logging.close()
-
-
-def _verify_mode(cfg: DictConfig) -> str:
-    node = cfg.get("checkpoint")
-    return str(node.get("verify", "sha256")) if node is not None else "sha256"
 
 
 def _finished_metrics(run_dir: Path) -> Optional[dict[str, Any]]:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
 
 from forge.config.errors import ConfigError, ConfigProblem
 from forge.runtime.checkpoints import (
@@ -49,6 +51,15 @@ def _explicit_checkpoint(path: Path, verify_mode: str) -> Path:
         raise ConfigError(ConfigProblem("resume", "holds no complete checkpoint-N directory.", str(path),
                                         "point at a run directory with checkpoints, or use resume=auto."))
     return found
+
+
+def verify_mode(cfg: Any) -> str:
+    """`checkpoint.verify` as its plain value (the schema stores an Enum member, whose str() is
+    `VerifyMode.sha256`, not `sha256`)."""
+    node = cfg.get("checkpoint")
+    if node is None:
+        return "sha256"
+    return str(OmegaConf.to_container(node, resolve=True, enum_to_str=True).get("verify", "sha256"))
 
 
 def decide_resume(resume: str, run_dir: Path, *, verify_mode: str = "sha256") -> ResumeDecision:

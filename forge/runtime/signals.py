@@ -58,13 +58,16 @@ class SignalPolicy:
     def from_config(cls, node: Any) -> "SignalPolicy":
         if node is None:
             return cls()
-        on_signal = node.get("on_signal", "requeue")
-        on_signal = getattr(on_signal, "value", on_signal)  # the schema gives an Enum member
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(node, DictConfig):  # the schema stores Enum members; read their values
+            node = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+        on_signal = node.get("on_signal", cls.on_signal)
         if on_signal not in ON_SIGNAL_CHOICES:
             raise ValueError(f"signals.on_signal={on_signal!r}; valid: {', '.join(ON_SIGNAL_CHOICES)}")
-        return cls(catch=tuple(str(getattr(s, "value", s)) for s in node.get("catch", DEFAULT_SIGNALS)),
-                   on_signal=on_signal, exit_code=int(node.get("exit_code", 75)),
-                   requeue_on=tuple(str(s) for s in node.get("requeue_on", ("SIGUSR1", "SIGUSR2"))))
+        return cls(catch=tuple(node.get("catch", DEFAULT_SIGNALS)), on_signal=on_signal,
+                   exit_code=int(node.get("exit_code", cls.exit_code)),
+                   requeue_on=tuple(node.get("requeue_on", cls.requeue_on)))
 
 
 @dataclass

@@ -113,3 +113,10 @@ def test_resume_decisions(tmp_path):
     (run_dir / "checkpoint-2" / MARKER).unlink()
     with pytest.raises(ConfigError, match="not a complete checkpoint"):
         decide_resume(str(run_dir / "checkpoint-2"), tmp_path / "fresh")
+
+
+def test_verify_mode_is_read_as_its_plain_value(compose):
+    from forge.runtime.resume import verify_mode
+
+    assert verify_mode(compose([])) == "sha256"
+    assert verify_mode(compose(["checkpoint.verify=size"])) == "size"
