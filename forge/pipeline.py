@@ -138,6 +138,7 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path, decision: ResumeDeci
     from forge.models.loading import load_model, load_tokenizer, resize_embeddings_if_needed
     from forge.models.lora import apply_lora, save_final_model
     from forge.teachers.strategy import finetune_teacher, finetuned_teacher_in, load_teacher
+    from forge.tracking.base import flatten
     from forge.tracking.callback import TrackerCallback
 
     set_seed(cfg.seed)
@@ -195,7 +196,7 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path, decision: ResumeDeci
             pre["teacher"] = score(teacher)
         write_json_atomic(pre_path, pre)
     log.info("Pre-training metrics: %s", pre)
-    tracker.log({f"pre/{who}/{k}": v for who, scores in pre.items() for k, v in scores.items()}, step=0)
+    tracker.log(flatten({"pre": pre}), step=0)
 
     components = TrainingComponents(
         student=student, train_dataset=data.train, collator=data.collator, tokenizer=tokenizer,
@@ -252,8 +253,7 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path, decision: ResumeDeci
                   "train_loss": mean_logged_loss(trainer.state.log_history)},
     }
     write_json_atomic(run_dir / "metrics.json", metrics)
-    tracker.log({f"post/{who}/{k}": v for who, scores in post.items() for k, v in scores.items()},
-                step=trainer.state.global_step)
+    tracker.log(flatten({"post": post}), step=trainer.state.global_step)
     tracker.summary({"pre": pre, "post": post, "transfer_gap": gap.as_dict(), "peak": metrics["peak"]})
     log.info("Results\n%s\n\nrun directory: %s", format_report(pre, post, gap), run_dir)
     return metrics

@@ -109,6 +109,14 @@ class OfflineRun:
     segments: list[Segment]
 
 
+def _apply(target: dict[str, Any], update: Any, remove: Any) -> None:
+    """Apply a config/summary record: set the updated items, drop the removed ones."""
+    for item in update:
+        target[_item_key(item)] = _value(item)
+    for item in remove:
+        target.pop(_item_key(item), None)
+
+
 def read_segment(run_path: Path) -> Segment:
     """Parse the single `run-<id>.wandb` file inside one `offline-run-*` directory."""
     files = sorted(Path(run_path).glob("run-*.wandb"))
@@ -121,23 +129,16 @@ def read_segment(run_path: Path) -> Segment:
         if kind == "run":
             seg.run_id = record.run.run_id
             seg.start_time = record.run.start_time.seconds + record.run.start_time.nanos / 1e9
-            for item in record.run.config.update:
-                seg.config[_item_key(item)] = _value(item)
+            _apply(seg.config, record.run.config.update, ())
         elif kind == "config":
-            for item in record.config.update:
-                seg.config[_item_key(item)] = _value(item)
-            for item in record.config.remove:
-                seg.config.pop(_item_key(item), None)
+            _apply(seg.config, record.config.update, record.config.remove)
         elif kind == "history":
             row = {_item_key(item): _value(item) for item in record.history.item}
             if "_step" not in row and record.history.HasField("step"):
                 row["_step"] = record.history.step.num
             seg.history.append(row)
         elif kind == "summary":
-            for item in record.summary.update:
-                seg.summary[_item_key(item)] = _value(item)
-            for item in record.summary.remove:
-                seg.summary.pop(_item_key(item), None)
+            _apply(seg.summary, record.summary.update, record.summary.remove)
         elif kind == "exit":
             seg.exit_code = record.exit.exit_code
         elif kind == "preempting":

@@ -29,7 +29,6 @@ log = logging.getLogger("forge.checkpoint")
 MARKER = "forge_checkpoint.json"
 STAGING = ".staging"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-VERIFY_MODES = ("sha256", "size")
 
 
 @dataclass(frozen=True)
@@ -93,8 +92,9 @@ def finalize(staged: Path, final: Path, *, step: int, extra: Optional[dict[str, 
     and deleted only after the new one is in place.
     """
     staged, final = Path(staged), Path(final)
+    payload = _payload_files(staged)
     files: dict[str, dict[str, Any]] = {}
-    for path in _payload_files(staged):
+    for path in payload:
         _fsync_file(path)
         files[str(path.relative_to(staged))] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
     marker = {"format": 1, "step": step, "complete": True, "files": files, **(extra or {})}
@@ -103,7 +103,7 @@ def finalize(staged: Path, final: Path, *, step: int, extra: Optional[dict[str, 
         json.dump(marker, fh, indent=1)
         fh.flush()
         os.fsync(fh.fileno())
-    for sub in sorted({p.parent for p in _payload_files(staged)} | {staged}, key=lambda p: len(p.parts), reverse=True):
+    for sub in sorted({p.parent for p in payload} | {staged}, key=lambda p: len(p.parts), reverse=True):
         _fsync_dir(sub)
     previous = None
     if final.exists():
@@ -150,10 +150,6 @@ def verify(path: Path, mode: str = "sha256") -> CheckpointCheck:
     return CheckpointCheck(path, step, True)
 
 
-def read_marker(path: Path) -> dict[str, Any]:
-    return json.loads((Path(path) / MARKER).read_text(encoding="utf-8"))
-
-
 def scan(run_dir: Path, mode: str = "sha256") -> tuple[Optional[Path], list[CheckpointCheck]]:
     """The newest checkpoint that verifies, and the checks of every newer one that did not."""
     skipped: list[CheckpointCheck] = []
@@ -177,10 +173,6 @@ def latest_complete_checkpoint(run_dir: Path, mode: str = "sha256") -> Optional[
     return found
 
 
-def complete_checkpoints(run_dir: Path, mode: str = "size") -> list[Path]:
-    return [p for p in checkpoint_dirs(run_dir) if verify(p, mode).ok]
-
-
 def rotate(run_dir: Path, keep_last: Optional[int], *, protect: Iterable[Path] = ()) -> list[Path]:
     """Delete all but the newest `keep_last` complete checkpoints (None or <= 0 keeps all).
 
@@ -189,7 +181,6 @@ def rotate(run_dir: Path, keep_last: Optional[int], *, protect: Iterable[Path] =
     """
     if keep_last is None or keep_last <= 0:
         return []
-    keep_last = max(keep_last, 1)
     protected = {Path(p).resolve() for p in protect}
     complete, removed = 0, []
     newest_complete_seen = False

@@ -27,19 +27,13 @@ def run_base(cfg: DictConfig) -> Path:
 
 
 def default_run_dir(cfg: DictConfig, now: _dt.datetime | None = None) -> Path:
-    """`<output_root>/<task>/<model>/<mode>/<loss>/<timestamp>`; a numeric suffix avoids clashes.
+    """`<output_root>/<task>/<model>/<mode>/<loss>/<timestamp>`.
 
-    Only picks a name; `claim_run_dir` creates it (atomically, so two jobs starting in the same
-    second never share one).
+    Only picks a name; `claim_run_dir` creates it atomically and adds a numeric suffix on a clash,
+    so two jobs starting in the same second never share one.
     """
     stamp = (now or _dt.datetime.now()).strftime("%Y-%m-%d_%H-%M-%S")
-    base = run_base(cfg)
-    candidate = base / stamp
-    suffix = 1
-    while candidate.exists():
-        candidate = base / f"{stamp}_{suffix}"
-        suffix += 1
-    return candidate
+    return run_base(cfg) / stamp
 
 
 def slurm_task_key() -> str | None:
@@ -54,6 +48,19 @@ def _slurm_pointer(cfg: DictConfig, key: str) -> Path:
     return run_base(cfg) / f".slurm-job-{key}"
 
 
+def _previous_slurm_run_dir(cfg: DictConfig) -> Path | None:
+    """The run directory an earlier attempt of this SLURM task claimed, if any."""
+    key = slurm_task_key()
+    if not key:
+        return None
+    pointer = _slurm_pointer(cfg, key)
+    if pointer.is_file():
+        previous = Path(pointer.read_text(encoding="utf-8").strip())
+        if previous.is_dir():
+            return previous
+    return None
+
+
 def resolve_run_dir(cfg: DictConfig) -> Path:
     """`run_dir` if set; else the directory this SLURM task used before a requeue; else a new one.
 
@@ -63,20 +70,13 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     """
     if cfg.get("run_dir"):
         return Path(cfg.run_dir)
-    key = slurm_task_key()
-    if key:
-        pointer = _slurm_pointer(cfg, key)
-        if pointer.is_file():
-            previous = Path(pointer.read_text(encoding="utf-8").strip())
-            if previous.is_dir():
-                return previous
-    return default_run_dir(cfg)
+    return _previous_slurm_run_dir(cfg) or default_run_dir(cfg)
 
 
 def claim_run_dir(cfg: DictConfig, run_dir: Path) -> Path:
     """Create the run directory (a timestamped one atomically, with a new suffix on a clash)."""
     run_dir = Path(run_dir)
-    if cfg.get("run_dir") or run_dir.exists():
+    if cfg.get("run_dir") or run_dir == _previous_slurm_run_dir(cfg):  # continuing this run
         run_dir.mkdir(parents=True, exist_ok=True)
     else:
         run_dir.parent.mkdir(parents=True, exist_ok=True)

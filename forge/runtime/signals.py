@@ -15,7 +15,6 @@ the run `interrupted` and raises `RunInterrupted`, and `exit_after_interruption`
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
+from forge.runtime.ranks import is_main_process
 from forge.runtime.rundir import slurm_task_key
 
 log = logging.getLogger("forge.signals")
@@ -148,10 +148,6 @@ def _submitit_requeue_handler(previous_handlers: dict[int, Any]) -> Optional[Cal
         if module.startswith("submitit") and "requeue" in getattr(handler, "__name__", ""):
             return handler
     return None
-
-
-def is_main_process() -> bool:
-    return os.environ.get("RANK", "0") == "0" and os.environ.get("SLURM_PROCID", "0") in ("0", "")
 
 
 def _say(message: str, *args: Any) -> None:

@@ -8,32 +8,13 @@ talks to its service; `NullTracker` (logger=none) is the base class with empty h
 from __future__ import annotations
 
 import numbers
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from forge.runtime.ranks import is_main_process
 from forge.runtime.secrets import redact
 
 STATUSES = frozenset({"finished", "failed", "interrupted"})
-
-
-def is_main_process() -> bool:
-    """True on rank 0 (or without distributed training): only one process may log a run.
-
-    `RANK` is set by torchrun/accelerate/SLURM wrappers before any process group exists, so it is
-    checked first; an initialised torch.distributed group is the authority when there is one.
-    """
-    rank = os.environ.get("RANK")
-    if rank not in (None, "") and rank.strip() != "0":
-        return False
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
-            return False
-    except ImportError:  # torch is a hard dependency, but tracking must not need it
-        pass
-    return True
 
 
 def as_number(value: Any) -> int | float | None:
