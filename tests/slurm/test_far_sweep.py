@@ -177,7 +177,10 @@ def test_a_real_time_limit_requeues_until_the_run_completes(slurm_cluster, tmp_p
     statuses = [a["status"] for a in meta["attempts"]]
     assert meta["status"] == "finished" and statuses[-1] == "finished"
     assert len(statuses) >= 2 and set(statuses[:-1]) == {"interrupted"}, statuses
-    assert [a["slurm_restart_count"] for a in meta["attempts"]][1:] == [str(i) for i in range(1, len(statuses))]
+    # SLURM's restart count rises with every attempt. It may skip a number: a requeued job whose
+    # warning signal lands before Forge has recorded the attempt is requeued by submitit again.
+    restarts = [int(a["slurm_restart_count"] or 0) for a in meta["attempts"]]
+    assert restarts == sorted(set(restarts)) and restarts[-1] >= len(statuses) - 1, restarts
     assert json.loads((run_dir / "metrics.json").read_text())["train"]["global_step"] == 400
     history = json.loads((run_dir / "training_state.json").read_text())["log_history"]
     assert sorted({e["step"] for e in history if "loss" in e}) == list(range(1, 401))
