@@ -87,6 +87,9 @@ class TeacherStrategyConfig:
     finetune_steps: int = 200
     finetune_learning_rate: float = 5e-5
     finetune_batch_size: int = 16
+    # Context baking: text the teacher sees before each prompt (as the chat system message, or
+    # prepended to a plain prompt) and the student never does (mode=gkd, decoder tasks).
+    context: Optional[str] = None
 
 
 @dataclass
@@ -116,6 +119,33 @@ class GlueTaskConfig(TaskConfig):
 
     glue_task: str = MISSING
     hub_dataset: str = "nyu-mll/glue"
+
+
+@dataclass
+class TranslationTaskConfig(TaskConfig):
+    """Translation with a decoder-only LM (prompt → target; loss on target tokens only).
+
+    hub_dataset / hub_config: used when data_dir is null. train_file / eval_file: file names inside
+      data_dir (TSV with `<source_lang>` and `<target_lang>` columns, plain or gzipped); null finds
+      them (`*train*` and `*heldout*|*dev*|*valid*|*test*`).
+    prompt_template: `{source}` is replaced by the source sentence.
+    chat_template: auto (use the tokenizer's chat template when it has one) | always | never.
+    system_prompt: the chat system message (null: the template's own default, if any).
+    max_length: prompt + target tokens kept; max_new_tokens / num_beams: eval generation.
+    """
+
+    hub_dataset: str = "Helsinki-NLP/europarl"
+    hub_config: str = "en-fr"
+    source_lang: str = "en"
+    target_lang: str = "fr"
+    train_file: Optional[str] = None
+    eval_file: Optional[str] = None
+    prompt_template: str = "Translate the following English text to French.\nEnglish: {source}\nFrench:"
+    chat_template: str = "auto"
+    system_prompt: Optional[str] = None
+    max_length: int = 256
+    max_new_tokens: int = 96
+    num_beams: int = 1
 
 
 @dataclass
@@ -200,6 +230,8 @@ class ForgeConfig:
     mode: ModeConfig = field(default_factory=ModeConfig)
     loss: Any = MISSING
     teacher_strategy: TeacherStrategyConfig = field(default_factory=TeacherStrategyConfig)
+    # Where the teacher's distribution comes from: hf (in-process) | vllm | openai (a server).
+    teacher_backend: Any = None
 
 
 _REGISTERED = False
@@ -219,6 +251,7 @@ def register_schemas() -> None:
     cs.store(group="schema/teacher_strategy", name="teacher_strategy", node=TeacherStrategyConfig)
     cs.store(group="schema/task", name="task", node=TaskConfig)
     cs.store(group="schema/task", name="glue", node=GlueTaskConfig)
+    cs.store(group="schema/task", name="translation", node=TranslationTaskConfig)
     try:  # loss schemas live beside the losses
         from forge.losses.schema import register_loss_schemas
     except ImportError:  # pragma: no cover - during bootstrap

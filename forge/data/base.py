@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 
@@ -32,10 +32,31 @@ class PreparedData:
     eval_sets: dict[str, Any]
     collator: Callable[[list[dict]], dict[str, torch.Tensor]]
     info: dict[str, Any] = field(default_factory=dict)
+    #: the eval loop's collator when it needs more than training does (references as strings,
+    #: left-padded prompts for generation); None: `collator`.
+    eval_collator: Optional[Callable[[list[dict]], dict[str, Any]]] = None
+
+    @property
+    def evaluation_collator(self) -> Callable[[list[dict]], dict[str, Any]]:
+        return self.eval_collator or self.collator
 
 
 class TaskDataHandler(ABC):
-    """Base class for task data handlers."""
+    """Base class for task data handlers.
+
+    Batch keys (what collators produce; trainers pass only `MODEL_INPUT_KEYS` to a model):
+      input_ids, attention_mask, labels          every task (labels -100 where no loss is taken:
+                                                 prompt and padding tokens of causal LMs)
+      token_type_ids                             BERT-style pairs
+      prompt_input_ids, prompt_attention_mask    causal LMs: the prompt alone, LEFT-padded, for
+                                                 generation (eval, on-policy GKD)
+      completion_input_ids, completion_attention_mask
+                                                 causal LMs: the target alone (+EOS), right-padded
+      teacher_prompt_input_ids, teacher_prompt_attention_mask
+                                                 context baking: the teacher's prompt (with the
+                                                 context the student does not see), LEFT-padded
+      references                                 eval batches only: gold answers (list, any type)
+    """
 
     name: str = "task"
     #: the metric the transfer-gap report and peak tracker use (e.g. "accuracy", "mcc", "bleu").
@@ -66,3 +87,14 @@ class TaskDataHandler(ABC):
     @abstractmethod
     def compute_metrics(self, predictions: list[Any], references: list[Any]) -> dict[str, float]:
         """Score predictions against references (scikit-learn / sacrebleu; never `evaluate`)."""
+
+
+#: batch keys a model's forward takes; everything else in a batch is for trainers and eval loops.
+MODEL_INPUT_KEYS: tuple[str, ...] = (
+    "input_ids", "attention_mask", "token_type_ids", "labels", "pixel_values", "image_grid_thw",
+)
+
+
+def model_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of a batch that goes into `model(**...)`."""
+    return {key: batch[key] for key in MODEL_INPUT_KEYS if key in batch}

@@ -1,9 +1,9 @@
 """Metric functions shared by the task handlers.
 
 Plain functions over python lists, so handlers, the eval loop and offline analysis scripts all
-score the same way. Classification metrics come from scikit-learn only: the `evaluate` package
-downloads metric scripts at run time, which breaks offline clusters. Later tasks add text metrics
-(BLEU / chrF via sacrebleu, edit similarity) here as more plain functions.
+score the same way. Classification metrics come from scikit-learn, text metrics (BLEU, chrF) from
+sacrebleu, and never from the `evaluate` package: it downloads metric scripts at run time, which
+breaks offline clusters. Later tasks add more text metrics (edit similarity) here as plain functions.
 """
 
 from __future__ import annotations
@@ -78,3 +78,55 @@ def classification_metrics(
     preds = [int(p) for p in predictions]
     refs = [int(r) for r in references]
     return {name: CLASSIFICATION_METRICS[name](preds, refs) for name in which}
+
+
+# ---- text metrics (translation) ---------------------------------------------------------------
+
+
+def _check_texts(predictions: Sequence[str], references: Sequence[str]) -> tuple[list[str], list[str]]:
+    _check(predictions, references)
+    return [str(p) for p in predictions], [str(r) for r in references]
+
+
+def bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus BLEU (sacrebleu defaults: 13a tokenisation, exp smoothing), 0-100 as sacrebleu reports.
+
+    One reference per prediction. Corpus-level, not an average of sentence scores: that is the
+    number papers report and what WMT-style comparisons mean by BLEU. sacrebleu is imported here,
+    not at module import, so classification runs do not pay for it.
+    """
+    import sacrebleu
+
+    preds, refs = _check_texts(predictions, references)
+    return float(sacrebleu.corpus_bleu(preds, [refs]).score)
+
+
+def chrf(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus chrF (sacrebleu defaults: character 6-grams, beta 2, no word n-grams), 0-100.
+
+    Character-level, so it still rewards a near-miss inflection that BLEU's word n-grams miss,
+    which matters for French morphology and for small models early in training.
+    """
+    import sacrebleu
+
+    preds, refs = _check_texts(predictions, references)
+    return float(sacrebleu.corpus_chrf(preds, [refs]).score)
+
+
+#: name -> function, for `translation_metrics(..., which=...)`.
+TRANSLATION_METRICS: dict[str, Callable[[Sequence[str], Sequence[str]], float]] = {
+    "bleu": bleu,
+    "chrf": chrf,
+}
+
+
+def translation_metrics(
+    predictions: Sequence[str], references: Sequence[str], which: Sequence[str] = ("bleu", "chrf")
+) -> dict[str, float]:
+    """Several named text metrics at once, in the order asked for."""
+    unknown = [name for name in which if name not in TRANSLATION_METRICS]
+    if unknown:
+        raise ValueError(
+            f"unknown translation metric(s) {unknown}; known: {sorted(TRANSLATION_METRICS)}"
+        )
+    return {name: TRANSLATION_METRICS[name](predictions, references) for name in which}
