@@ -1,7 +1,7 @@
 """Attention distillation: KL(teacher attention row || student attention row) over mapped blocks.
 
 Each query row of an attention map is a distribution over keys. Only rows of real query tokens
-count (`batch.token_mask`), and padding keys are dropped from the sum (they carry ~0 probability
+count (`batch.rows_mask`: target tokens for a causal LM), and padding keys are dropped from the sum (they carry ~0 probability
 anyway; dropping them makes the loss independent of whatever sits there). Probabilities are clamped
 before the log so an exact zero in the student (e.g. a causal mask) cannot produce inf.
 
@@ -72,9 +72,10 @@ class AttentionKL(DistillationLoss):
             raise RuntimeError("AttentionKL.bind(student, teacher) was not called")
         if student.attentions is None or teacher.attentions is None:
             raise ValueError("attention_kl needs attentions from both models (eager attention)")
-        mask = batch.token_mask.bool()
-        # Key mask of each selected query row: [N, T_keys].
-        key_mask = select_positions(mask[:, None, :].expand(-1, mask.shape[1], -1), mask)
+        mask = batch.rows_mask.bool()
+        keys = batch.token_mask.bool()
+        # Key mask of each selected query row: [N, T_keys] (prompt keys count: targets attend to them).
+        key_mask = select_positions(keys[:, None, :].expand(-1, keys.shape[1], -1), mask)
         values = []
         for s_idx, t_idx in self.pairs:
             a_s = self._rows(student.attentions[s_idx - 1], mask)

@@ -52,13 +52,22 @@ class ForwardView:
 class LossBatch:
     """Masks shared by every loss.
 
-    token_mask: [B, T] bool, real (non-padding) tokens; used by feature and attention losses.
+    token_mask: [B, T] bool, real (non-padding) tokens: the keys attention rows are compared over.
     target_mask: [B, T] bool for token-level logits (True where the position predicts a target
       token: prompt and padding excluded), or None for sequence-level logits ([B, C]).
+    query_mask: [B, T] bool, the positions whose hidden states / attention rows feature and
+      attention losses compare; None means every real token. Causal LMs set it to the target
+      tokens, so with a prompt no KD loss of any family is taken on prompt positions.
     """
 
     token_mask: torch.Tensor
     target_mask: torch.Tensor | None = None
+    query_mask: torch.Tensor | None = None
+
+    @property
+    def rows_mask(self) -> torch.Tensor:
+        """Positions feature and attention losses compare (query_mask, else every real token)."""
+        return self.query_mask if self.query_mask is not None else self.token_mask
 
 
 @dataclass

@@ -70,8 +70,8 @@ class FeatureLoss(DistillationLoss):
             raise ValueError("feature losses need hidden_states from both models")
         values = []
         for (s_idx, t_idx), proj in zip(self.pairs, self.projections):
-            hs = select_positions(student.hidden_states[s_idx], batch.token_mask)
-            ht = select_positions(teacher.hidden_states[t_idx].detach(), batch.token_mask)
+            hs = select_positions(student.hidden_states[s_idx], batch.rows_mask)
+            ht = select_positions(teacher.hidden_states[t_idx].detach(), batch.rows_mask)
             values.append(mean_rows(self.per_token(_project(proj, hs), ht.float())))
         value = torch.stack(values).mean()
         return LossOutput(total=value, components={self.family: value.detach()})

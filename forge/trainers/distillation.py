@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
+from forge.data.base import model_inputs
 from forge.losses.base import DistillationLoss, ForwardView, LossBatch
 from forge.trainers.base import ForgeTrainerMixin, TrainingRuntime, trainer_kwargs
 from forge.trainers.components import TrainingComponents
@@ -78,9 +79,12 @@ class DistillationModule(nn.Module):
             teacher_inputs = inputs if self.teacher_trainable else {k: v for k, v in inputs.items() if k != "labels"}
             with torch.set_grad_enabled(self.teacher_trainable and torch.is_grad_enabled()):
                 teacher_out = teacher(**teacher_inputs, **extra)
+            target_mask = target_mask_for(student_out.logits, inputs.get("labels"))
             batch = LossBatch(
                 token_mask=inputs["attention_mask"].bool(),
-                target_mask=target_mask_for(student_out.logits, inputs.get("labels")),
+                target_mask=target_mask,
+                # token-level (causal LM): feature/attention rows only at target tokens, too
+                query_mask=None if target_mask is None else inputs["labels"] != -100,
             )
             distill = self.loss(_view(student_out, needs), _view(teacher_out, needs), batch, step)
             total = total + self.alpha * distill.total
@@ -128,7 +132,7 @@ class DistillationTrainer(ForgeTrainerMixin, Trainer):
         return self.model.student
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
-        outputs = model(step=self.state.global_step, **inputs)
+        outputs = model(step=self.state.global_step, **model_inputs(inputs))
         self.guard_loss(outputs["loss"], outputs["components"])
         self.record_components(outputs["components"])
         return (outputs["loss"], outputs) if return_outputs else outputs["loss"]

@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 from transformers import Trainer, TrainingArguments
 
+from forge.data.base import model_inputs
 from forge.trainers.base import ForgeTrainerMixin, TrainingRuntime, trainer_kwargs
 from forge.trainers.components import TrainingComponents
 
@@ -34,7 +35,7 @@ class FinetuningTrainer(ForgeTrainerMixin, Trainer):
         )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
-        outputs = model(**inputs)
+        outputs = model(**model_inputs(inputs))
         loss = outputs.loss
         self.guard_loss(loss, {"ce": loss})
         self.record_components({"ce": loss})
