@@ -115,6 +115,11 @@ def _build_tracker(cfg: DictConfig) -> Any:
     return hydra.utils.instantiate(node, _convert_="all")
 
 
+def _build_backend(cfg: DictConfig, **objects: Any) -> Any:
+    """The configured teacher backend, given the objects it is built around (model= or tokenizer=)."""
+    return hydra.utils.instantiate(cfg.teacher_backend, _convert_="all", **objects)
+
+
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -148,9 +153,11 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path, decision: ResumeDeci
     device = _device()
 
     tokenizer = load_tokenizer(cfg.model.student)
-    if distilling:
+    remote_teacher = plan.backend_cls is not None and not plan.backend_cls.needs_local_model
+    if distilling and not remote_teacher:
         _check_shared_vocabulary(tokenizer, load_tokenizer(cfg.model.teacher))
-    data = handler.prepare(tokenizer)
+    context = cfg.teacher_strategy.get("context") if distilling else None
+    data = handler.prepare(tokenizer, teacher_context=context) if context else handler.prepare(tokenizer)
     log.info("Data: %d training examples; eval sets %s", len(data.train),
              {name: len(ds) for name, ds in data.eval_sets.items()})
 
@@ -161,7 +168,10 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path, decision: ResumeDeci
         student = apply_lora(student, cfg.model.student.lora, kind=kind)
 
     teacher: Optional[torch.nn.Module] = None
-    if distilling:
+    backend: Any = None
+    if distilling and remote_teacher:
+        backend = _build_backend(cfg, tokenizer=tokenizer)
+    elif distilling:
         finetune = bool(cfg.teacher_strategy.finetune_first and not cfg.teacher_strategy.checkpoint)
         sealed = finetuned_teacher_in(run_dir) if finetune else None
         if sealed is not None:
@@ -178,12 +188,18 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path, decision: ResumeDeci
             if plan.attn_implementation != "sdpa":
                 teacher.set_attn_implementation(plan.attn_implementation)
         plan.loss.bind(plan.student_info, plan.teacher_info)
+        if plan.backend_cls is not None and cfg.mode.name == "gkd":
+            teacher.to(device)
+            backend = _build_backend(cfg, model=teacher)
+    if backend is not None:
+        backend.check_tokenizer(tokenizer)
+        log.info("Teacher backend: %s", backend.describe())
     if stop.requested:
         raise _interrupted(stop, 0, run_dir)
 
     def score(model: torch.nn.Module) -> dict[str, float]:
         model.to(device)
-        return evaluate_model(model, handler, data.eval_sets, data.collator,
+        return evaluate_model(model, handler, data.eval_sets, data.evaluation_collator,
                               batch_size=cfg.trainer.per_device_eval_batch_size, device=device)
 
     key = primary_key(handler, data.eval_sets)
@@ -201,7 +217,7 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path, decision: ResumeDeci
     components = TrainingComponents(
         student=student, train_dataset=data.train, collator=data.collator, tokenizer=tokenizer,
         teacher=teacher, loss=plan.loss if distilling else None, alpha=float(cfg.alpha),
-        teacher_trainable=bool(cfg.teacher_strategy.cotrain) and distilling,
+        teacher_trainable=bool(cfg.teacher_strategy.cotrain) and distilling, teacher_backend=backend,
     )
     stop_callback = GracefulStopCallback(stop)
     state_writer = TrainingStateWriter(run_dir, primary_metric=key)
@@ -219,7 +235,11 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path, decision: ResumeDeci
     args = training_arguments(cfg.trainer, output_dir=run_dir, seed=cfg.seed)
     trainer = trainer_cls.from_components(components, args, runtime=runtime, **trainer_cfg)
     state_writer.attach(trainer, resumed_from=decision.checkpoint)
-    train_output = trainer.train(resume_from_checkpoint=str(decision.checkpoint) if decision.checkpoint else None)
+    try:
+        train_output = trainer.train(resume_from_checkpoint=str(decision.checkpoint) if decision.checkpoint else None)
+    finally:
+        if backend is not None:
+            backend.close()
 
     if stop_callback.stopped_at_step is not None and trainer.state.global_step < trainer.state.max_steps:
         state_writer.write(status="interrupted")

@@ -30,15 +30,18 @@ class RunPlan:
     teacher_info: Optional[ModelInfo]
     teacher_head_trained: bool
     attn_implementation: str
+    #: the teacher backend's class (built by the pipeline once the teacher is loaded), or None
+    backend_cls: Optional[type] = None
 
 
 def build_handler(task_cfg: DictConfig) -> TaskDataHandler:
     return hydra.utils.instantiate(task_cfg, _convert_="all")
 
 
-def teacher_head_will_be_trained(cfg: DictConfig) -> bool:
+def teacher_head_will_be_trained(cfg: DictConfig, kind: str = "classification") -> bool:
+    """A classifier's head starts random unless the strategy trains it; an LM head is pretrained."""
     ts = cfg.teacher_strategy
-    return bool(ts.finetune_first or ts.checkpoint or ts.cotrain)
+    return bool(ts.finetune_first or ts.checkpoint or ts.cotrain) or kind == "causal_lm"
 
 
 def validate_and_plan(cfg: DictConfig) -> RunPlan:
@@ -97,7 +100,7 @@ def validate_and_plan(cfg: DictConfig) -> RunPlan:
             student_info = read_model_info(cfg.model.student, kind=kind, num_labels=num_labels, head_trained=False)
         except Exception as exc:  # noqa: BLE001
             problems.add("model.student", f"cannot read the model's config: {exc}", cfg.model.student.name_or_path)
-    head_trained = teacher_head_will_be_trained(cfg)
+    head_trained = teacher_head_will_be_trained(cfg, kind)
     if teacher_spec is not None and cfg.mode.requires_teacher:
         spec_problems = validate_model_spec(teacher_spec, "model.teacher")
         problems.extend(spec_problems)
@@ -119,6 +122,8 @@ def validate_and_plan(cfg: DictConfig) -> RunPlan:
         )
     if student_info is not None and teacher_info is not None and cfg.mode.requires_teacher:
         problems.extend(loss.validate(student_info, teacher_info))
+    backend_cls = _check_teacher_backend(cfg, loss, kind, problems) if cfg.mode.requires_teacher else None
+    _check_gkd(cfg, loss, kind, problems)
 
     problems.raise_if_any()
     assert handler is not None and student_info is not None
@@ -129,7 +134,98 @@ def validate_and_plan(cfg: DictConfig) -> RunPlan:
         teacher_info=teacher_info,
         teacher_head_trained=head_trained,
         attn_implementation="eager" if loss.needs.attentions else "sdpa",
+        backend_cls=backend_cls,
     )
+
+
+def _check_teacher_backend(cfg: DictConfig, loss: DistillationLoss, kind: str,
+                           problems: ProblemCollector) -> Optional[type]:
+    """The backend must exist and give what the mode and loss read; refused here, not mid-run."""
+    from forge.teachers.backends.base import TeacherBackend
+
+    node = cfg.get("teacher_backend")
+    if node is None or node.get("_target_") is None:
+        problems.add("teacher_backend", f"mode={cfg.mode.name} needs a teacher backend.", None,
+                     "use teacher_backend=hf (in-process), vllm or openai")
+        return None
+    name = node.get("name", node.get("_target_"))
+    try:
+        cls = hydra.utils.get_class(node._target_)
+    except Exception as exc:  # noqa: BLE001
+        problems.add("teacher_backend._target_", f"cannot be imported: {exc}", node._target_)
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, TeacherBackend)):
+        problems.add("teacher_backend._target_", "is not a forge TeacherBackend.", node._target_)
+        return None
+    caps = cls.CAPABILITIES
+    remote = not cls.needs_local_model
+    if cfg.mode.name == "kd":
+        needs = loss.needs
+        missing = caps.missing_for(logits=needs.logits, hidden_states=needs.hidden_states,
+                                   attentions=needs.attentions)
+        if missing:
+            problems.add("teacher_backend", f"loss={cfg.loss.name} reads the teacher's {', '.join(missing)}, "
+                         f"which teacher_backend={name} cannot give (it gives: {_gives(caps)}).", name,
+                         "use teacher_backend=hf, or mode=gkd (its loss reads only a top-k view)")
+    elif cfg.mode.name == "gkd":
+        settings = cfg.mode.trainer
+        if settings.get("top_k") is None and not caps.dense_logits:
+            problems.add("mode.trainer.top_k", f"is null (dense teacher logits), which teacher_backend={name} "
+                         f"cannot give (it gives: {_gives(caps)}).", None,
+                         "set mode.trainer.top_k=20 (the server's top-k log-probabilities)")
+        if settings.get("top_k") is not None and caps.max_k is not None and int(settings.top_k) > caps.max_k:
+            problems.add("mode.trainer.top_k", f"exceeds what teacher_backend={name} returns ({caps.max_k}).",
+                         settings.top_k, f"use mode.trainer.top_k<={caps.max_k}")
+        if settings.get("seq_kd") and not caps.generate:
+            problems.add("mode.trainer.seq_kd", f"needs the teacher to generate; teacher_backend={name} cannot.",
+                         True, "set mode.trainer.seq_kd=false or use teacher_backend=hf")
+    ts = cfg.teacher_strategy
+    if remote and (ts.finetune_first or ts.cotrain or ts.checkpoint):
+        problems.add("teacher_strategy", f"teacher_strategy={ts.name} trains or loads teacher weights, but "
+                     f"teacher_backend={name} serves a remote teacher Forge cannot change.", ts.name,
+                     "use teacher_strategy=frozen_base or context_baking (or teacher_backend=hf)")
+    return cls
+
+
+def _gives(caps: Any) -> str:
+    given = [name for name, have in (("dense logits", caps.dense_logits), ("top-k log-probabilities", caps.topk_logprobs),
+                                     ("hidden states", caps.hidden_states), ("attention maps", caps.attentions),
+                                     ("generation", caps.generate)) if have]
+    return ", ".join(given) or "nothing"
+
+
+def _check_gkd(cfg: DictConfig, loss: DistillationLoss, kind: str, problems: ProblemCollector) -> None:
+    """mode=gkd's own rules, and context baking (which only GKD implements)."""
+    ts = cfg.teacher_strategy
+    gkd = cfg.mode.name == "gkd"
+    if ts.get("context") and not gkd:
+        problems.add("teacher_strategy.context", f"context baking trains on the teacher's completions scored "
+                     f"with and without the context, which mode={cfg.mode.name} does not do.", ts.name,
+                     "use mode=gkd (mode.trainer.lmbda=0 and beta=0 is supervised KD with forward KL)")
+    if not gkd:
+        return
+    if kind != "causal_lm":
+        problems.add("mode", "mode=gkd trains on generated completions, so it needs a decoder (causal LM) task; "
+                     f"task={cfg.task.name} is {kind}.", cfg.mode.name, "use task=europarl_en_fr, or mode=kd")
+    if not isinstance(loss, NoDistillation):
+        problems.add("loss", "mode=gkd has its own loss (generalized JSD, mode.trainer.beta); a loss group "
+                     "option would be ignored.", cfg.loss.name, "drop the loss override (loss=ce)")
+    if float(cfg.alpha) != 0.0:
+        problems.add("alpha", "mode=gkd does not use alpha: its loss is JSD + mode.trainer.sft_weight * CE.",
+                     cfg.alpha, "drop the alpha override; weigh CE with mode.trainer.sft_weight")
+    if ts.cotrain:
+        problems.add("teacher_strategy", "mode=gkd distils from a frozen teacher.", ts.name,
+                     "use teacher_strategy=frozen_base, frozen_sft or context_baking")
+    from forge.trainers.gkd import GKDSettings
+
+    settings = {k: v for k, v in cfg.mode.trainer.items() if k != "_target_"}
+    try:
+        GKDSettings(**settings)
+    except TypeError as exc:
+        problems.add("mode.trainer", f"unknown GKD setting: {exc}", sorted(settings),
+                     "valid: lmbda, beta, seq_kd, temperature, max_new_tokens, top_k, sft_weight")
+    except ValueError as exc:
+        problems.add("mode.trainer", str(exc), None)
 
 
 def _check_signals(cfg: DictConfig, problems: ProblemCollector) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig
-from transformers import AutoModelForSequenceClassification
 
 from forge.data.base import PreparedData
 from forge.trainers.args import training_arguments
@@ -37,13 +36,13 @@ def finetuned_teacher_in(run_dir: Path) -> Optional[Path]:
 def load_teacher(cfg: DictConfig, *, num_labels: int, kind: str, attn_implementation: str,
                  checkpoint: Optional[Path] = None) -> Any:
     """The teacher's starting weights: a fine-tuned checkpoint if given, else the model spec."""
-    from forge.models.loading import load_model
+    from forge.models.loading import auto_class_for, load_model
 
     ts = cfg.teacher_strategy
     source = checkpoint or ts.checkpoint
     if source:
         log.info("Loading fine-tuned teacher from %s", source)
-        return AutoModelForSequenceClassification.from_pretrained(str(source), attn_implementation=attn_implementation)
+        return auto_class_for(kind).from_pretrained(str(source), attn_implementation=attn_implementation)
     return load_model(cfg.model.teacher, kind=kind, num_labels=num_labels, attn_implementation=attn_implementation)
 
 

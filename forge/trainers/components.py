@@ -26,3 +26,5 @@ class TrainingComponents:
     loss: Optional[DistillationLoss] = None
     alpha: float = 0.0
     teacher_trainable: bool = False
+    #: mode=gkd: where the teacher's distribution comes from (in-process or a server)
+    teacher_backend: Any = None

@@ -1,0 +1,135 @@
+"""The contract every teacher backend follows.
+
+Why an object: the GKD trainer and the KD module must not care whether the teacher runs in this
+process, behind vLLM, or behind a hosted OpenAI-compatible API. Each backend hands back the same
+sparse `TopKView` of the teacher's next-token distribution, and declares up front what it can give
+(`Capabilities`), so a loss that needs more (hidden states from an API teacher) is refused when the
+config is checked, not an hour into a run.
+
+Position convention (the same as a causal LM's logits): for a sequence of token ids x[0..T-1],
+position t of a view holds the teacher's distribution of x[t+1] given x[0..t]. A backend that
+cannot produce position t's distribution (nothing precedes x[0] for some servers) never has to:
+callers only ask for the positions they score (`ScoreRequest.positions`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional, Sequence
+
+import torch
+
+from forge.losses.divergence import TopKView
+
+
+class TeacherBackendError(RuntimeError):
+    """The teacher cannot be used as configured (tokenizer mismatch, missing capability). Not retried."""
+
+
+class TeacherServerError(TeacherBackendError):
+    """A remote teacher failed after its retries (timeouts, HTTP 5xx, malformed payloads).
+
+    The message names the server, the request that failed, how often it was tried and the last
+    cause, so the run stops with a clear error instead of training on a silent zero loss.
+    """
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can give. Losses declare what they need (`forge.losses.base.Needs`)."""
+
+    dense_logits: bool = False  # the full [B, T, V] logits
+    topk_logprobs: bool = False  # a TopKView over any K up to `max_k`
+    hidden_states: bool = False
+    attentions: bool = False
+    generate: bool = False  # sample / greedy completions (seq_kd)
+    max_k: Optional[int] = None  # None: any K up to the vocabulary
+
+    def missing_for(self, *, logits: bool = False, hidden_states: bool = False,
+                    attentions: bool = False, topk: bool = False, generate: bool = False) -> list[str]:
+        """Names of the requested outputs this backend cannot give (empty: all fine)."""
+        wanted = {
+            "dense logits": (logits, self.dense_logits),
+            "hidden states": (hidden_states, self.hidden_states),
+            "attention maps": (attentions, self.attentions),
+            "top-k log-probabilities": (topk, self.topk_logprobs),
+            "generation": (generate, self.generate),
+        }
+        return [name for name, (want, have) in wanted.items() if want and not have]
+
+
+@dataclass
+class ScoreRequest:
+    """Sequences to score: right-aligned or left-padded token ids in the *student's* vocabulary.
+
+    input_ids / attention_mask: [B, T]; padding positions have mask 0 (left or right padding).
+    positions: [B, T] bool, the positions whose next-token distribution is wanted (e.g. the
+      positions predicting completion tokens); None means every real position but the last.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    positions: Optional[torch.Tensor] = None
+
+    def wanted(self) -> torch.Tensor:
+        if self.positions is not None:
+            return self.positions.bool()
+        mask = self.attention_mask.bool()
+        wanted = mask.clone()
+        wanted[:, :-1] &= mask[:, 1:]  # a position counts if the next one is a real token
+        wanted[:, -1] = False
+        return wanted
+
+
+class TeacherBackend(ABC):
+    """Base class. Subclasses set `CAPABILITIES`, implement `topk` and, where they can, `generate`.
+
+    `CAPABILITIES` is a class attribute so the config check can read it without building the
+    backend (no model loaded, no connection opened). `needs_local_model`: the pipeline loads the
+    teacher's weights in-process and passes them as `model=` (the hf backend); remote backends
+    never load the teacher's weights.
+    """
+
+    name: str = "backend"
+    CAPABILITIES: ClassVar[Capabilities] = Capabilities()
+    needs_local_model: ClassVar[bool] = False
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can give (checked against the loss at config time)."""
+        return self.CAPABILITIES
+
+    def check_tokenizer(self, tokenizer: Any) -> None:
+        """Raise TeacherBackendError if the teacher does not share `tokenizer`'s vocabulary.
+
+        Called once at start: token-level distillation maps teacher tokens to student ids by
+        position, which is only correct with one tokenizer.
+        """
+
+    @abstractmethod
+    def topk(self, request: ScoreRequest, k: int, temperature: float = 1.0) -> TopKView:
+        """The teacher's top-k next-token view, [B, T, K], at the requested positions.
+
+        Positions not requested may hold anything valid (e.g. logprob −inf padding with id 0);
+        callers mask them out. Log-probabilities are renormalised over the K ids and softened
+        at `temperature`.
+        """
+
+    def logits(self, request: ScoreRequest) -> torch.Tensor:
+        """Dense [B, T, V] logits (only backends with `capabilities.dense_logits`)."""
+        raise TeacherBackendError(f"teacher backend '{self.name}' cannot give dense logits")
+
+    def generate(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int,
+                 temperature: float = 1.0, do_sample: bool = True,
+                 eos_token_id: Optional[int | Sequence[int]] = None) -> torch.Tensor:
+        """Completions for left-padded prompts: [B, C] new token ids (C ≤ max_new_tokens), right-
+        padded with the pad id after EOS. Only backends with `capabilities.generate`."""
+        raise TeacherBackendError(f"teacher backend '{self.name}' cannot generate")
+
+    def close(self) -> None:
+        """Release connections / memory. Idempotent."""
+
+    def describe(self) -> dict[str, Any]:
+        """What to record in run_metadata.json (never a secret: no API key)."""
+        return {"backend": self.name}

@@ -1,0 +1,201 @@
+"""`mode=gkd`: generalized knowledge distillation (Agarwal et al., 2023; TRL's GKDTrainer).
+
+Per batch, the completions the student learns on come from one of three places:
+  * with probability `lmbda`, the student samples them itself (on-policy) from the prompts;
+  * otherwise, with `seq_kd`, the teacher generates them (sequence-level KD);
+  * otherwise, the dataset's targets (supervised KD).
+The teacher then scores every completion token, through whichever backend is configured (in-
+process dense logits, or the top-k view of a vLLM / OpenAI-compatible server), and the loss is
+the generalized Jensen-Shannon divergence (`beta`: 0 = forward KL, 1 = reverse KL) on completion
+tokens only, plus `sft_weight` · CE on the dataset targets when they are used.
+
+Why Forge's own trainer rather than TRL's: the teacher is a backend object (TRL's wants an
+in-process model), context baking gives the teacher a different prompt than the student, and the
+run must resume exactly: the on-policy coin for each step is drawn from (seed, step), not from a
+stream an interrupted run would have advanced differently. The loss is `forge.losses.divergence`,
+tested to equal TRL's `generalized_jsd_loss` on the same inputs.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer, TrainingArguments
+
+from forge.losses.divergence import TopKView, generalized_jsd, topk_generalized_jsd
+from forge.teachers.backends.base import ScoreRequest, TeacherBackend
+from forge.teachers.backends.hf import positions_from_mask
+from forge.trainers.base import ForgeTrainerMixin, TrainingRuntime, trainer_kwargs
+from forge.trainers.components import TrainingComponents
+from forge.trainers.generation import completion_mask, eos_ids, generate_completions
+
+#: where a batch's completions came from (logged: `loss/on_policy` = fraction of student samples)
+SOURCE_DATASET, SOURCE_TEACHER, SOURCE_STUDENT = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class GKDSettings:
+    """mode=gkd's knobs (`mode.trainer.*`).
+
+    lmbda: fraction of batches whose completions the student samples (0 = off-policy only).
+    beta: generalized JSD interpolation (0 forward KL, 1 reverse KL).
+    seq_kd: off-policy batches use teacher-generated completions instead of the dataset's.
+    temperature: softens both distributions in the loss and is the sampling temperature.
+    max_new_tokens: length cap of sampled / teacher-generated completions.
+    top_k: null = dense teacher logits (only the hf backend has them); N = the teacher's top-N
+      view (every backend), the loss then compares both sides over those N ids.
+    sft_weight: weight of the student's CE on dataset targets (0 = TRL's pure GKD loss).
+    """
+
+    lmbda: float = 0.5
+    beta: float = 0.5
+    seq_kd: bool = False
+    temperature: float = 0.9
+    max_new_tokens: int = 64
+    top_k: Optional[int] = None
+    sft_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.lmbda <= 1.0:
+            raise ValueError(f"mode.trainer.lmbda must lie in [0, 1], got {self.lmbda}")
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"mode.trainer.beta must lie in [0, 1], got {self.beta}")
+        if not self.temperature > 0:
+            raise ValueError(f"mode.trainer.temperature must be > 0, got {self.temperature}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"mode.trainer.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"mode.trainer.top_k must be null or >= 1, got {self.top_k}")
+
+
+def on_policy_for(seed: int, step: int, micro: int, lmbda: float) -> bool:
+    """The step's coin: a pure function of (seed, step, micro-batch), so a resumed run agrees."""
+    if lmbda <= 0.0:
+        return False
+    if lmbda >= 1.0:
+        return True
+    return random.Random(f"gkd:{seed}:{step}:{micro}").random() < lmbda
+
+
+def student_completion_logits(model: Any, prompt: torch.Tensor, prompt_mask: torch.Tensor,
+                              completion: torch.Tensor, completion_mask_: torch.Tensor) -> torch.Tensor:
+    """[B, C, V] student logits predicting each completion token (prompt block + completion block)."""
+    ids = torch.cat([prompt, completion], dim=1)
+    mask = torch.cat([prompt_mask, completion_mask_], dim=1)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=False)
+    start = prompt.shape[1] - 1
+    return out.logits[:, start:start + completion.shape[1]]
+
+
+def teacher_request(prompt: torch.Tensor, prompt_mask: torch.Tensor, completion: torch.Tensor,
+                    completion_mask_: torch.Tensor) -> ScoreRequest:
+    """The teacher's sequence and the positions whose next token is a counted completion token."""
+    ids = torch.cat([prompt, completion], dim=1)
+    mask = torch.cat([prompt_mask, completion_mask_], dim=1)
+    wanted = torch.zeros_like(mask, dtype=torch.bool)
+    start = prompt.shape[1] - 1
+    wanted[:, start:start + completion.shape[1]] = completion_mask_.bool()
+    return ScoreRequest(input_ids=ids, attention_mask=mask, positions=wanted)
+
+
+class GKDTrainer(ForgeTrainerMixin, Trainer):
+    """Trains the student (optionally LoRA-wrapped) against a `TeacherBackend`."""
+
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args: Any, runtime: Optional[TrainingRuntime] = None,
+                 teacher_backend: TeacherBackend, settings: GKDSettings, pad_token_id: int,
+                 eos_token_id: Optional[list[int]] = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_forge(runtime)
+        self.teacher_backend = teacher_backend
+        self.settings = settings
+        self.pad_token_id = int(pad_token_id)
+        self.eos = list(eos_token_id or eos_ids(self.model))
+        if settings.top_k is None and not teacher_backend.capabilities.dense_logits:
+            raise ValueError(f"teacher backend '{teacher_backend.name}' gives no dense logits: set mode.trainer.top_k")
+        self._micro = (-1, 0)
+
+    @classmethod
+    def from_components(cls, components: TrainingComponents, args: TrainingArguments,
+                        runtime: Optional[TrainingRuntime] = None, **settings: Any) -> "GKDTrainer":
+        if components.teacher_backend is None:
+            raise ValueError("GKDTrainer needs a teacher backend")
+        tokenizer = components.tokenizer
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        return cls(
+            model=components.student,
+            args=args,
+            train_dataset=components.train_dataset,
+            data_collator=components.collator,
+            processing_class=tokenizer,
+            runtime=runtime,
+            teacher_backend=components.teacher_backend,
+            settings=GKDSettings(**settings),
+            pad_token_id=pad,
+            eos_token_id=eos_ids(components.student, tokenizer.eos_token_id),
+            **trainer_kwargs(runtime),
+        )
+
+    # ---- one step ------------------------------------------------------------------------------
+
+    def _next_micro(self) -> int:
+        step = self.state.global_step
+        last_step, count = self._micro
+        self._micro = (step, count + 1 if step == last_step else 0)
+        return self._micro[1]
+
+    def _completions(self, model: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        s = self.settings
+        prompt, prompt_mask = inputs["prompt_input_ids"], inputs["prompt_attention_mask"]
+        if on_policy_for(self.args.seed, self.state.global_step, self._next_micro(), s.lmbda):
+            ids = generate_completions(model, prompt, prompt_mask, max_new_tokens=s.max_new_tokens,
+                                       temperature=s.temperature, do_sample=True, eos_token_id=self.eos,
+                                       pad_token_id=self.pad_token_id)
+            return ids, completion_mask(ids, self.eos), SOURCE_STUDENT
+        if s.seq_kd:
+            t_prompt = inputs.get("teacher_prompt_input_ids", prompt)
+            t_mask = inputs.get("teacher_prompt_attention_mask", prompt_mask)
+            ids = self.teacher_backend.generate(t_prompt, t_mask, max_new_tokens=s.max_new_tokens,
+                                                temperature=s.temperature, do_sample=True, eos_token_id=self.eos)
+            ids = ids.to(prompt.device)
+            return ids, completion_mask(ids, self.eos), SOURCE_TEACHER
+        return inputs["completion_input_ids"], inputs["completion_attention_mask"], SOURCE_DATASET
+
+    def _teacher_divergence(self, student_logits: torch.Tensor, inputs: dict[str, torch.Tensor],
+                            completion: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        s = self.settings
+        t_prompt = inputs.get("teacher_prompt_input_ids", inputs["prompt_input_ids"])
+        t_mask = inputs.get("teacher_prompt_attention_mask", inputs["prompt_attention_mask"])
+        request = teacher_request(t_prompt, t_mask, completion, mask)
+        start, width = t_prompt.shape[1] - 1, completion.shape[1]
+        counted = mask.bool()
+        if s.top_k is None:
+            teacher_logits = self.teacher_backend.logits(request)[:, start:start + width]
+            return generalized_jsd(student_logits, teacher_logits.to(student_logits.device), beta=s.beta,
+                                   temperature=s.temperature, mask=counted)
+        view = self.teacher_backend.topk(request, s.top_k, s.temperature)
+        view = TopKView(view.token_ids[:, start:start + width], view.logprobs[:, start:start + width],
+                        view.temperature).to(student_logits.device)
+        return topk_generalized_jsd(student_logits, view, beta=s.beta, temperature=s.temperature, mask=counted)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
+        completion, mask, source = self._completions(model, inputs)
+        logits = student_completion_logits(model, inputs["prompt_input_ids"], inputs["prompt_attention_mask"],
+                                           completion, mask)
+        jsd = self._teacher_divergence(logits, inputs, completion, mask)
+        loss = jsd
+        components: dict[str, Any] = {"jsd": jsd.detach(), "on_policy": float(source == SOURCE_STUDENT),
+                                      "completion_tokens": float(mask.sum(-1).float().mean())}
+        if self.settings.sft_weight > 0 and source == SOURCE_DATASET:
+            counted = mask.bool()
+            ce = F.cross_entropy(logits[counted].float(), completion[counted])
+            loss = loss + self.settings.sft_weight * ce
+            components["ce"] = ce.detach()
+        self.guard_loss(loss, components)
+        self.record_components(components)
+        return (loss, {"logits": logits}) if return_outputs else loss

@@ -1,0 +1,56 @@
+"""mode=gkd, teacher backends and context baking: every misuse is refused when the config is
+checked (no weights loaded, no server contacted), naming the key and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from forge.config.errors import ConfigError
+from forge.config.validate import validate_and_plan
+from tests.conftest import SHARED_DATA, compose_config
+
+EUROPARL = [f"task=europarl_en_fr", f"task.data_dir={SHARED_DATA / 'europarl'}", "model=smollm2"]
+
+
+def problems_of(overrides: list[str]) -> list:
+    with pytest.raises(ConfigError) as info:
+        validate_and_plan(compose_config(overrides))
+    return info.value.problems
+
+
+def keys(problems) -> set[str]:
+    return {p.key for p in problems}
+
+
+def test_the_judged_gkd_config_is_valid_and_plans_the_hf_backend():
+    cfg = compose_config([*EUROPARL, "mode=gkd", "trainer.max_steps=5"])
+    plan = validate_and_plan(cfg)
+    assert cfg.teacher_strategy.name == "frozen_base"  # mode=gkd's default: the teacher as it is
+    assert plan.backend_cls.__name__ == "HFTeacherBackend" and plan.handler.model_kind == "causal_lm"
+    assert plan.teacher_info.head_trained  # an LM head is pretrained: response losses are allowed
+    assert validate_and_plan(compose_config([*EUROPARL, "mode=gkd", "teacher_strategy=context_baking"]))
+
+
+def test_gkd_needs_a_decoder_task_and_its_own_loss():
+    problems = problems_of(["task=demo", "model=minilm", "mode=gkd", "loss=response_kl", "alpha=0.5"])
+    assert {"mode", "loss", "alpha"} <= keys(problems)
+    text = " ".join(p.render() if hasattr(p, "render") else str(p) for p in problems)
+    assert "europarl_en_fr" in text and "sft_weight" in text
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("mode.trainer.lmbda=1.5", "lmbda"), ("mode.trainer.beta=2", "beta"),
+    ("mode.trainer.temperature=0", "temperature"), ("mode.trainer.max_new_tokens=0", "max_new_tokens"),
+])
+def test_gkd_settings_out_of_range_are_refused(override, needle):
+    problems = problems_of([*EUROPARL, "mode=gkd", override])
+    assert keys(problems) == {"mode.trainer"} and needle in problems[0].message
+
+
+def test_gkd_refuses_a_cotrained_teacher():
+    assert "teacher_strategy" in keys(problems_of([*EUROPARL, "mode=gkd", "teacher_strategy=cotrain_base"]))
+
+
+def test_context_baking_outside_gkd_is_refused_with_the_gkd_fix():
+    (problem,) = problems_of([*EUROPARL, "mode=kd", "loss=response_kl", "teacher_strategy=context_baking"])
+    assert problem.key == "teacher_strategy.context" and "mode=gkd" in problem.fix
