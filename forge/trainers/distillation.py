@@ -42,6 +42,17 @@ def _view(outputs: Any, needs: Any) -> ForwardView:
     )
 
 
+def untie_for_saving(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict in which no two tensors share storage (later repeats are cloned)."""
+    seen: set[tuple[int, int]] = set()
+    out = {}
+    for key, tensor in state_dict.items():
+        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        out[key] = tensor.clone() if ident in seen else tensor
+        seen.add(ident)
+    return out
+
+
 class DistillationModule(nn.Module):
     """Student + loss (+ co-trained teacher) as one trainable module."""
 
@@ -130,6 +141,14 @@ class DistillationTrainer(ForgeTrainerMixin, Trainer):
 
     def model_to_evaluate(self) -> nn.Module:
         return self.model.student
+
+    def _save(self, output_dir: Optional[str] = None, state_dict: Optional[dict] = None) -> None:
+        """The module is not a PreTrainedModel, so Trainer writes its state dict with safetensors,
+        which refuses tensors sharing memory (a decoder's tied embedding and LM head). Copies of
+        the repeats are saved instead; loading writes the same values into the tied parameter."""
+        if state_dict is None:
+            state_dict = untie_for_saving(self.model.state_dict())
+        super()._save(output_dir, state_dict=state_dict)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
         outputs = model(step=self.state.global_step, **model_inputs(inputs))

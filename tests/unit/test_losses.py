@@ -499,3 +499,37 @@ def test_build_loss_sets_name_and_builds_nested_parts() -> None:
     assert isinstance(ce, NoDistillation) and ce.name == "ce"
     with pytest.raises(TypeError, match="DistillationLoss"):
         build_loss({"_target_": "torch.nn.Identity", "name": "x"})
+
+
+# ---------------------------------------------------------------- prompt masking (causal LMs)
+
+
+def test_query_mask_limits_feature_and_attention_rows_to_targets_but_keeps_prompt_keys() -> None:
+    """A causal LM's prompt tokens count in no KD loss: feature rows and attention query rows are
+    taken at target tokens only (query_mask), while attention keys still include the prompt."""
+    from forge.losses import FeatureMSE
+
+    queries = torch.tensor([[False, False, True, True], [False, True, True, False]])  # targets
+    batch = LossBatch(token_mask=AMASK, query_mask=queries)
+    att = AttentionKL(layer_map={"strategy": "uniform"}, head_map="average")
+    att.bind(ModelInfo(2, 8, 2, 2), ModelInfo(4, 8, 2, 2))
+    a_s, a_t = attn(2, 2, seed=90), attn(4, 2, seed=91)
+    got = att(ForwardView(attentions=a_s), ForwardView(attentions=a_t), batch).total
+    # reference: the formula over target query rows, keys = every real token (prompt included)
+    rows = []
+    for si, ti in att.pairs:
+        s, t = a_s[si - 1].mean(1), a_t[ti - 1].mean(1)
+        per = [ref_kl(t[b, q, AMASK[b]], s[b, q, AMASK[b]]) for b in range(2) for q in range(4) if queries[b, q]]
+        rows.append(torch.stack(per).mean())
+    assert got.item() == pytest.approx(torch.stack(rows).mean().item(), rel=1e-5)
+
+    feat = FeatureMSE(layer_map={"strategy": "uniform"}, projection="identity")
+    feat.bind(ModelInfo(2, 8, 2, 2), ModelInfo(4, 8, 2, 2))
+    hs = tuple(randn(2, 4, 8, seed=100 + i) for i in range(3))
+    ht = tuple(randn(2, 4, 8, seed=200 + i) for i in range(5))
+    value = feat(ForwardView(hidden_states=hs), ForwardView(hidden_states=ht), batch).total
+    ht_prompt_changed = tuple(h.clone() for h in ht)
+    for h in ht_prompt_changed:
+        h[~queries] = 50.0  # prompt (and padding) positions: anything
+    again = feat(ForwardView(hidden_states=hs), ForwardView(hidden_states=ht_prompt_changed), batch).total
+    assert again.item() == pytest.approx(value.item(), rel=1e-6) and value.item() > 0
