@@ -21,7 +21,10 @@ _SECRET_ENV = re.compile(r"(API_?KEY|TOKEN$|SECRET|PASSW)", re.IGNORECASE)
 
 
 def is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEY.search(str(key)))
+    """A key whose value looks like a credential. `*_env` keys (api_key_env: OPENAI_API_KEY) name
+    the environment variable a key is read from, which is not itself a secret."""
+    key = str(key)
+    return bool(_SECRET_KEY.search(key)) and not key.lower().endswith("_env")
 
 
 def redact(value: Any) -> Any:

@@ -93,7 +93,7 @@ def test_secrets_are_redacted_from_argv_and_log_records(monkeypatch):
 @pytest.mark.parametrize("key,secret", [
     ("api_key", True), ("OPENAI_API_KEY", True), ("hub_token", True), ("token", True), ("client_secret", True),
     ("password", True), ("max_new_tokens", False), ("pad_token_id", False), ("eos_token", False),
-    ("tokenizer", False),
+    ("tokenizer", False), ("api_key_env", False),
 ])
 def test_secret_key_detection_spares_ordinary_token_settings(key, secret):
     from forge.runtime.secrets import is_secret_key
