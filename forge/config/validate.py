@@ -157,7 +157,7 @@ def _check_teacher_backend(cfg: DictConfig, loss: DistillationLoss, kind: str,
     if not (isinstance(cls, type) and issubclass(cls, TeacherBackend)):
         problems.add("teacher_backend._target_", "is not a forge TeacherBackend.", node._target_)
         return None
-    caps = cls.CAPABILITIES
+    caps = cls.declared_capabilities(node)
     remote = not cls.needs_local_model
     if cfg.mode.name == "kd":
         needs = loss.needs

@@ -54,3 +54,24 @@ def test_gkd_refuses_a_cotrained_teacher():
 def test_context_baking_outside_gkd_is_refused_with_the_gkd_fix():
     (problem,) = problems_of([*EUROPARL, "mode=kd", "loss=response_kl", "teacher_strategy=context_baking"])
     assert problem.key == "teacher_strategy.context" and "mode=gkd" in problem.fix
+
+
+def test_a_loss_needing_more_than_a_server_gives_is_refused_before_anything_loads():
+    """A server teacher gives top-k log-probabilities and generations, never hidden states."""
+    problems = problems_of([*EUROPARL, "mode=kd", "loss=feature_mse", "teacher_strategy=frozen_base",
+                            "teacher_backend=openai"])
+    (problem,) = [p for p in problems if p.key == "teacher_backend"]
+    assert "hidden states" in problem.message and "teacher_backend=hf" in problem.fix
+
+
+def test_a_server_teacher_needs_a_top_k_and_cannot_be_fine_tuned():
+    problems = problems_of([*EUROPARL, "mode=gkd", "teacher_backend=openai", "teacher_strategy=frozen_sft"])
+    assert {"mode.trainer.top_k", "teacher_strategy"} <= keys(problems)
+    problems = problems_of([*EUROPARL, "mode=gkd", "teacher_backend=vllm", "mode.trainer.top_k=50"])
+    assert keys(problems) == {"mode.trainer.top_k"} and "20" in problems[0].fix
+
+
+def test_gkd_with_a_server_teacher_and_context_baking_is_valid():
+    plan = validate_and_plan(compose_config([*EUROPARL, "mode=gkd", "teacher_backend=openai", "mode.trainer.top_k=8",
+                                             "teacher_strategy=context_baking", "mode.trainer.seq_kd=true"]))
+    assert not plan.backend_cls.needs_local_model and plan.backend_cls.declared_capabilities({}).generate

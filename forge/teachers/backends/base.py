@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional, Sequence
+from typing import Any, ClassVar, Mapping, Optional, Sequence
 
 import torch
 
@@ -99,6 +99,12 @@ class TeacherBackend(ABC):
     def capabilities(self) -> Capabilities:
         """What this backend can give (checked against the loss at config time)."""
         return self.CAPABILITIES
+
+    @classmethod
+    def declared_capabilities(cls, settings: Mapping[str, Any]) -> Capabilities:
+        """What a backend built from `settings` (its config node) will give, read at config time
+        without building it. Override when a setting changes it (a server's `max_k`)."""
+        return cls.CAPABILITIES
 
     def check_tokenizer(self, tokenizer: Any) -> None:
         """Raise TeacherBackendError if the teacher does not share `tokenizer`'s vocabulary.
