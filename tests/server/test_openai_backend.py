@@ -479,3 +479,30 @@ def test_api_key_is_sent_as_header_and_never_shown(
     with pytest.raises(TeacherServerError):
         backend.topk(short_request(smollm2_tokenizer), K)
     assert "Authorization" not in proxy.seen[-1].headers
+
+
+def test_a_text_the_server_splits_differently_is_scored_by_text_prefix(
+        llama_server: str, smollm2_tokenizer: Any, hf_model: Any,
+        make_backend: Callable[..., OpenAICompatibleBackend], caplog: pytest.LogCaptureFixture) -> None:
+    """llama.cpp and Hugging Face split "1\\n 2" differently (['1', 'Ċ', 'Ġ', '2'] locally, ['1',
+    'ĊĠ', '2'] on the server), found by the judged GKD command mid-run. The tokenizer is the same
+    (check_tokenizer passes), so such a sequence is scored one text prefix per position instead
+    of stopping the run, and still agrees with the in-process model."""
+    tokenizer = smollm2_tokenizer
+    seq = encode(tokenizer, "<|im_start|>user\nCount: 1\n 2 3<|im_end|>")
+    assert "ĊĠ" not in tokenizer.convert_ids_to_tokens(seq)  # the local split keeps Ċ and Ġ apart
+    ids = torch.tensor([seq])
+    positions = torch.zeros_like(ids, dtype=torch.bool)
+    positions[0, 4:len(seq) - 1] = True
+    backend = make_backend(llama_server)
+    with caplog.at_level(logging.WARNING):
+        view = backend.topk(ScoreRequest(ids, torch.ones_like(ids), positions), K)
+    assert any("split one sequence differently" in r.getMessage() for r in caplog.records)
+    rows = positions[0]
+    server = TopKView(view.token_ids[0][rows], view.logprobs[0][rows])
+    assert torch.isfinite(server.logprobs[:, 0]).all()
+    with torch.no_grad():
+        logits = hf_model(ids).logits[0].float()
+    kl = topk_forward_kl(logits[rows], server, reduction="none")
+    # the position after "\n" (server: inside its token "\n ") may differ most; the rest agree
+    assert kl.median() <= KL_MEAN_MAX, kl

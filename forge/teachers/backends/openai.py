@@ -31,11 +31,12 @@ import torch
 
 from forge.losses.divergence import TopKView
 from forge.teachers.backends.base import (
-    Capabilities, ScoreRequest, TeacherBackend, TeacherBackendError,
+    Capabilities, ScoreRequest, TeacherBackend, TeacherBackendError, TeacherServerError,
 )
 from forge.teachers.backends.http import JsonClient, MalformedResponse, RetryPolicy, redact_url
 from forge.teachers.backends.token_map import (
-    EchoEntry, ShiftEvidence, TokenStrings, canonical_ends, echo_rows, first_choice, match_echo, parse_echo,
+    EchoEntry, ShiftEvidence, TokenizationMismatch, TokenStrings, canonical_ends, echo_rows, first_choice,
+    match_echo, parse_echo,
     shift_evidence, text_end, top_row,
 )
 
@@ -135,6 +136,7 @@ class OpenAICompatibleBackend(TeacherBackend):
         self._evidence: dict[bool, ShiftEvidence] = {}  # starts with BOS? -> pooled votes
         self._warned_count = False
         self._warned_canonical = False
+        self._warned_mismatch = False
         if tokenizer is not None:
             self._use_tokenizer(tokenizer)
 
@@ -212,8 +214,8 @@ class OpenAICompatibleBackend(TeacherBackend):
             self._score(self._encode(f"{begin}{PROBE_BODY}{end}\n"), k=1, requested=requested,
                         what="tokenizer probe", probe=True)
         except TeacherBackendError as exc:
-            if type(exc) is not TeacherBackendError:
-                raise  # a server failure (TeacherServerError), not a mismatch
+            if isinstance(exc, TeacherServerError):
+                raise  # a server failure, not a mismatch
             raise TeacherBackendError(
                 f"tokenizer check failed for teacher backend '{self.name}' at "
                 f"{redact_url(self.base_url)}: {exc}") from None
@@ -288,6 +290,39 @@ class OpenAICompatibleBackend(TeacherBackend):
         gets one extra short request with that text prefix; a position inside a character (a
         split UTF-8 sequence) cannot be sent as text at all.
         """
+        try:
+            return self._sequence_rows_by_echo(ids, wanted, k=k, requested=requested, what=what)
+        except TokenizationMismatch as exc:
+            # The tokenizer passed check_tokenizer, so this is a whitespace/pre-tokenizer quirk of
+            # this one text: ask for each wanted position's distribution after its text prefix.
+            if not self._warned_mismatch:
+                self._warned_mismatch = True
+                log.warning("teacher backend '%s': the server split one sequence differently from the "
+                            "local tokenizer (%s); such sequences are scored one text prefix per "
+                            "position (slower, same distributions)", self.name, exc)
+            return self._rows_by_prefix(ids, wanted, k=k, requested=requested, what=what)
+
+    def _rows_by_prefix(self, ids: list[int], wanted: list[int], *, k: int, requested: int,
+                        what: str) -> tuple[dict[int, tuple[list[int], list[float]]], dict[int, str]]:
+        """Each wanted position's next-token distribution from a one-token completion of the
+        text its tokens cover: needs no agreement on how the text splits into tokens."""
+        text = self._decode(ids)
+        rows: dict[int, tuple[list[int], list[float]]] = {}
+        missing: dict[int, str] = {}
+        for t in wanted:
+            end = text_end(ids, t, text, self._decode)
+            if end is None:
+                missing[t] = "the position falls inside a character, which no text prompt can express"
+                continue
+            row = self._score_after(text[:end], k=k, requested=requested, what=f"{what}, position {t} (text prefix)")
+            if row[0]:
+                rows[t] = row
+            else:
+                missing[t] = self._why_missing(t, t + 2, have_entry=True)
+        return rows, missing
+
+    def _sequence_rows_by_echo(self, ids: list[int], wanted: list[int], *, k: int, requested: int,
+                               what: str) -> tuple[dict[int, tuple[list[int], list[float]]], dict[int, str]]:
         text = self._decode(ids)
         canon = self._encode(text)
         if canon == ids:

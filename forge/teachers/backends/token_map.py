@@ -36,6 +36,15 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 from forge.teachers.backends.base import TeacherBackendError
 from forge.teachers.backends.http import MalformedResponse
 
+
+class TokenizationMismatch(TeacherBackendError):
+    """The server split a text into other tokens than the local tokenizer did (not retried).
+
+    At start (`check_tokenizer`) this means teacher and student do not share a tokenizer. Mid-run,
+    with a tokenizer that passed that check, it is a rare pre-tokenizer quirk (llama.cpp and
+    Hugging Face can split unusual whitespace differently), which the backend works around.
+    """
+
 REPLACEMENT_CHAR = "\ufffd"
 TOKEN_ID_PREFIX = "token_id:"  # vLLM's return_tokens_as_token_ids rendering
 LLAMA_CPP_PIECE_BYTES = 32  # llama-cpp-python detokenizes one token into a 32-byte buffer
@@ -246,7 +255,7 @@ def match_echo(entries: Sequence[EchoEntry], ids: Sequence[int],
                                 f"(all that came agree with it: truncated?)")
     p = positions[agree]
     server = entries[agree].token if agree < len(entries) else "<nothing>"
-    raise TeacherBackendError(
+    raise TokenizationMismatch(
         f"the teacher server tokenizes the text differently from the local tokenizer: sent "
         f"{n} token ids as text, the server echoed {len(entries)} tokens; first difference at "
         f"token {p}: local id {ids[p]} {strings.show(ids[p])} vs server {server!r}. "
