@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainingArguments
 
 from forge.losses.divergence import TopKView, generalized_jsd, topk_generalized_jsd
-from forge.teachers.backends.base import ScoreRequest, TeacherBackend
+from forge.teachers.backends.base import ScoreRequest, TeacherBackend, TeacherBackendError
 from forge.teachers.backends.hf import positions_from_mask
 from forge.trainers.base import ForgeTrainerMixin, TrainingRuntime, trainer_kwargs
 from forge.trainers.components import TrainingComponents
@@ -119,6 +119,7 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
         if settings.top_k is None and not teacher_backend.capabilities.dense_logits:
             raise ValueError(f"teacher backend '{teacher_backend.name}' gives no dense logits: set mode.trainer.top_k")
         self._micro = (-1, 0)
+        self._unscored = 0  # completion tokens of the last batch the teacher could not score
 
     @classmethod
     def from_components(cls, components: TrainingComponents, args: TrainingArguments,
@@ -181,15 +182,23 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
         view = self.teacher_backend.topk(request, s.top_k, s.temperature)
         view = TopKView(view.token_ids[:, start:start + width], view.logprobs[:, start:start + width],
                         view.temperature).to(student_logits.device)
-        return topk_generalized_jsd(student_logits, view, beta=s.beta, temperature=s.temperature, mask=counted)
+        # A position a server could not describe comes back as padding: leave it out, and count it.
+        scored = counted & torch.isfinite(view.logprobs).any(-1)
+        self._unscored = int((counted & ~scored).sum())
+        if counted.any() and not scored.any():
+            raise TeacherBackendError(f"teacher backend '{self.teacher_backend.name}' described none of "
+                                      f"the {int(counted.sum())} completion tokens of this batch")
+        return topk_generalized_jsd(student_logits, view, beta=s.beta, temperature=s.temperature, mask=scored)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
+        self._unscored = 0
         completion, mask, source = self._completions(model, inputs)
         logits = student_completion_logits(model, inputs["prompt_input_ids"], inputs["prompt_attention_mask"],
                                            completion, mask)
         jsd = self._teacher_divergence(logits, inputs, completion, mask)
         loss = jsd
         components: dict[str, Any] = {"jsd": jsd.detach(), "on_policy": float(source == SOURCE_STUDENT),
+                                      "teacher_unscored": float(self._unscored),
                                       "completion_tokens": float(mask.sum(-1).float().mean())}
         if self.settings.sft_weight > 0 and source == SOURCE_DATASET:
             counted = mask.bool()

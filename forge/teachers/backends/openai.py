@@ -112,7 +112,7 @@ class OpenAICompatibleBackend(TeacherBackend):
                  echo_max_tokens: int = 1, max_k: Optional[int] = None,
                  request_extra: Optional[Mapping[str, Any]] = None,
                  generate_extra: Optional[Mapping[str, Any]] = None,
-                 tokenizer: Any = None, name: str = "openai") -> None:
+                 tokenizer: Any = None, name: str = "openai", on_missing: str = "raise") -> None:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         if echo_max_tokens < 0:
@@ -137,6 +137,12 @@ class OpenAICompatibleBackend(TeacherBackend):
         self._warned_count = False
         self._warned_canonical = False
         self._warned_mismatch = False
+        if on_missing not in ("raise", "skip"):
+            raise ValueError(f"on_missing must be 'raise' or 'skip', got {on_missing!r}")
+        # raise: a requested position the server cannot describe stops the run; skip: it is
+        # returned as padding (logprob −inf), logged, and the GKD loss leaves it out.
+        self.on_missing = on_missing
+        self._skipped = 0
         if tokenizer is not None:
             self._use_tokenizer(tokenizer)
 
@@ -260,13 +266,21 @@ class OpenAICompatibleBackend(TeacherBackend):
             ids = input_ids[b, real].tolist()
             rows, missing = self._sequence_rows(ids, local_wanted, k=k, requested=requested,
                                                 what=f"top-{requested} logprobs of sequence {b}")
-            if missing:
+            if missing and self.on_missing == "skip":
+                self._skipped += len(missing)
+                t, why = next(iter(missing.items()))
+                log.warning("teacher backend '%s': no distribution for %d requested position(s) of "
+                            "sequence %d (%d so far; left out of the loss): e.g. position %d: %s",
+                            self.name, len(missing), b, self._skipped, int(real[t]), why)
+            elif missing:
                 t, why = next(iter(missing.items()))
                 raise TeacherBackendError(
                     f"teacher server {redact_url(self.base_url)} gave no distribution for "
                     f"requested position {int(real[t])} of sequence {b}"
                     f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}: {why}")
             for t in local_wanted:
+                if t not in rows:
+                    continue  # skipped (on_missing=skip): stays padding, callers leave it out
                 row_ids, row_lps = rows[t]
                 out_ids[b, real[t], : len(row_ids)] = torch.tensor(row_ids, dtype=torch.long)
                 out_lps[b, real[t], : len(row_lps)] = torch.tensor(row_lps, dtype=torch.float32)
@@ -314,7 +328,14 @@ class OpenAICompatibleBackend(TeacherBackend):
             if end is None:
                 missing[t] = "the position falls inside a character, which no text prompt can express"
                 continue
-            row = self._score_after(text[:end], k=k, requested=requested, what=f"{what}, position {t} (text prefix)")
+            try:
+                row = self._score_after(text[:end], k=k, requested=requested,
+                                        what=f"{what}, position {t} (text prefix)")
+            except TeacherBackendError as exc:
+                if isinstance(exc, TeacherServerError):
+                    raise
+                missing[t] = str(exc)
+                continue
             if row[0]:
                 rows[t] = row
             else:
