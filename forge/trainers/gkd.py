@@ -91,6 +91,13 @@ def student_completion_logits(model: Any, prompt: torch.Tensor, prompt_mask: tor
     return out.logits[:, start:start + completion.shape[1]]
 
 
+def teacher_prompt(inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's left-padded prompt: its own (context baking) or the student's."""
+    if "teacher_prompt_input_ids" in inputs:
+        return inputs["teacher_prompt_input_ids"], inputs["teacher_prompt_attention_mask"]
+    return inputs["prompt_input_ids"], inputs["prompt_attention_mask"]
+
+
 def teacher_request(prompt: torch.Tensor, prompt_mask: torch.Tensor, completion: torch.Tensor,
                     completion_mask_: torch.Tensor) -> ScoreRequest:
     """The teacher's sequence and the positions whose next token is a counted completion token."""
@@ -159,8 +166,7 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
                                        pad_token_id=self.pad_token_id)
             return ids, completion_mask(ids, self.eos), SOURCE_STUDENT
         if s.seq_kd:
-            t_prompt = inputs.get("teacher_prompt_input_ids", prompt)
-            t_mask = inputs.get("teacher_prompt_attention_mask", prompt_mask)
+            t_prompt, t_mask = teacher_prompt(inputs)
             ids = self.teacher_backend.generate(t_prompt, t_mask, max_new_tokens=s.max_new_tokens,
                                                 temperature=s.temperature, do_sample=True, eos_token_id=self.eos)
             ids = ids.to(prompt.device)
@@ -170,8 +176,7 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
     def _teacher_divergence(self, student_logits: torch.Tensor, inputs: dict[str, torch.Tensor],
                             completion: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         s = self.settings
-        t_prompt = inputs.get("teacher_prompt_input_ids", inputs["prompt_input_ids"])
-        t_mask = inputs.get("teacher_prompt_attention_mask", inputs["prompt_attention_mask"])
+        t_prompt, t_mask = teacher_prompt(inputs)
         request = teacher_request(t_prompt, t_mask, completion, mask)
         start, width = t_prompt.shape[1] - 1, completion.shape[1]
         counted = mask.bool()

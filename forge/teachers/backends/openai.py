@@ -318,15 +318,23 @@ class OpenAICompatibleBackend(TeacherBackend):
 
     def _rows_by_prefix(self, ids: list[int], wanted: list[int], *, k: int, requested: int,
                         what: str) -> tuple[dict[int, tuple[list[int], list[float]]], dict[int, str]]:
-        """Each wanted position's next-token distribution from a one-token completion of the
-        text its tokens cover: needs no agreement on how the text splits into tokens."""
+        """Every wanted position scored after its text prefix: needs no agreement on how the
+        text splits into tokens."""
         text = self._decode(ids)
+        return self._prefix_rows(text, {t: text_end(ids, t, text, self._decode) for t in wanted},
+                                 k=k, requested=requested, what=what)
+
+    def _prefix_rows(self, text: str, ends: Mapping[int, Optional[int]], *, k: int, requested: int,
+                     what: str) -> tuple[dict[int, tuple[list[int], list[float]]], dict[int, str]]:
+        """Position t's next-token distribution from a one-token completion of `text[:ends[t]]`
+        (None: the position falls inside a character, which no text prompt can express)."""
         rows: dict[int, tuple[list[int], list[float]]] = {}
         missing: dict[int, str] = {}
-        for t in wanted:
-            end = text_end(ids, t, text, self._decode)
+        for t, end in ends.items():
             if end is None:
-                missing[t] = "the position falls inside a character, which no text prompt can express"
+                missing[t] = ("the position falls inside a character (a UTF-8 sequence split "
+                              "across tokens differently from the tokenizer), which no text "
+                              "prompt can express")
                 continue
             try:
                 row = self._score_after(text[:end], k=k, requested=requested,
@@ -367,18 +375,10 @@ class OpenAICompatibleBackend(TeacherBackend):
             canon_rows = self._score(sent, k=k, requested=requested,
                                      what=f"{what} (canonical re-tokenization)")
             rows, missing = self._split_rows(canon_rows, mapping, len(sent))
-        for t, end in ends.items():
-            if end is None:
-                missing[t] = ("the position falls inside a character (a UTF-8 sequence split "
-                              "across tokens differently from the tokenizer), which no text "
-                              "prompt can express")
-            elif t not in mapping:
-                row = self._score_after(text[:end], k=k, requested=requested,
-                                        what=f"{what}, position {t} (text prefix)")
-                if row[0]:
-                    rows[t] = row
-                else:
-                    missing[t] = self._why_missing(t, t + 2, have_entry=True)
+        prefix_rows, prefix_missing = self._prefix_rows(
+            text, {t: end for t, end in ends.items() if t not in mapping}, k=k, requested=requested, what=what)
+        rows.update(prefix_rows)
+        missing.update(prefix_missing)
         return rows, missing
 
     def _split_rows(self, rows: Mapping[int, tuple[list[int], list[float]]],
