@@ -35,6 +35,7 @@ from forge.runtime.training_state import TrainingStateWriter, mean_logged_loss
 from forge.trainers.args import keep_last_checkpoints, training_arguments
 from forge.trainers.base import TrainingRuntime
 from forge.trainers.callbacks import GracefulStopCallback, PeakMetricTracker
+from forge.teachers.cache.indexing import IndexedCollator, IndexedDataset
 from forge.trainers.components import TrainingComponents
 
 log = logging.getLogger("forge")
@@ -68,7 +69,7 @@ def run(cfg: DictConfig | dict) -> dict[str, Any]:
     try:
         tracker.start(run_dir, redact(OmegaConf.to_container(cfg, resolve=True)), name=_run_name(cfg, run_dir),
                       group=cfg.get("study_name"))
-        metrics = _execute(cfg, plan, run_dir, decision, stop, tracker)
+        metrics = _execute(cfg, plan, run_dir, decision, stop, tracker, metadata)
     except RunInterrupted as exc:
         log.warning("Run interrupted: %s", exc)
         metadata.finish(STATUS_INTERRUPTED, interrupted_by=exc.__str__())
@@ -138,11 +139,40 @@ def _interrupted(stop: StopRequest, step: int, run_dir: Path) -> RunInterrupted:
     return RunInterrupted(stop.signum or 15, step, str(last) if last else None, dict(stop.previous))
 
 
+def _cache_session(cfg: DictConfig, plan: RunPlan, data: Any, tokenizer: Any, run_dir: Path, stop: StopRequest,
+                   device: torch.device) -> Any:
+    """The teacher-cache session of a KD run: how to load and fine-tune the teacher if it must."""
+    from forge.models.loading import resize_embeddings_if_needed
+    from forge.teachers.cache.session import TeacherCacheSession
+    from forge.teachers.strategy import finetune_teacher, load_teacher
+
+    handler = plan.handler
+
+    def load(checkpoint: Optional[Path]) -> torch.nn.Module:
+        model = load_teacher(cfg, num_labels=handler.num_labels, kind=handler.model_kind, checkpoint=checkpoint,
+                             attn_implementation=plan.attn_implementation)
+        resize_embeddings_if_needed(model, tokenizer)
+        return model.to(device).eval()
+
+    def finetune(model: torch.nn.Module, out_dir: Path, on_sealing: Any) -> Optional[torch.nn.Module]:
+        model.set_attn_implementation("sdpa")  # as without the cache: same recipe, same weights
+        trained = finetune_teacher(model, cfg, data, tokenizer, run_dir, callbacks=[GracefulStopCallback(stop)],
+                                   out_dir=out_dir, on_sealing=on_sealing)
+        if trained is None:
+            return None
+        trained.set_attn_implementation(plan.attn_implementation)
+        return trained.eval()
+
+    return TeacherCacheSession(cfg=cfg, plan=plan.cache, data=data, tokenizer=tokenizer, loss=plan.loss,
+                               num_layers=plan.teacher_info.num_layers, load_teacher=load, finetune=finetune,
+                               device=device)
+
+
 def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path, decision: ResumeDecision, stop: StopRequest,
-             tracker: Any) -> dict[str, Any]:
+             tracker: Any, metadata: Any) -> dict[str, Any]:
     from forge.models.loading import load_model, load_tokenizer, resize_embeddings_if_needed
     from forge.models.lora import apply_lora, save_final_model
-    from forge.teachers.strategy import finetune_teacher, finetuned_teacher_in, load_teacher
+    from forge.teachers.strategy import finetune_teacher, finetuned_teacher_in, load_teacher, teacher_init_rng
     from forge.tracking.base import flatten
     from forge.tracking.callback import TrackerCallback
 
@@ -169,17 +199,30 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path, decision: ResumeDeci
 
     teacher: Optional[torch.nn.Module] = None
     backend: Any = None
-    if distilling and remote_teacher:
+    cache_session: Any = None
+    signals: Any = None
+    if distilling:
+        plan.loss.bind(plan.student_info, plan.teacher_info)
+    if distilling and plan.cache is not None and plan.cache.enabled:
+        cache_session = _cache_session(cfg, plan, data, tokenizer, run_dir, stop, device)
+        try:
+            signals = cache_session.signals()
+        except InterruptedError:
+            raise _interrupted(stop, 0, run_dir) from None
+    elif distilling and remote_teacher:
         backend = _build_backend(cfg, tokenizer=tokenizer)
     elif distilling:
+        if plan.cache is not None and plan.cache.reason and cfg.mode.name == "kd":
+            log.info("Teacher cache not used: %s", plan.cache.reason)
         finetune = bool(cfg.teacher_strategy.finetune_first and not cfg.teacher_strategy.checkpoint)
         sealed = finetuned_teacher_in(run_dir) if finetune else None
         if sealed is not None:
             log.info("Reusing the teacher this run fine-tuned before: %s", sealed)
             finetune = False
         # The teacher's own fine-tuning never needs attention maps: run it on SDPA, then switch.
-        teacher = load_teacher(cfg, num_labels=handler.num_labels, kind=kind, checkpoint=sealed,
-                               attn_implementation="sdpa" if finetune else plan.attn_implementation)
+        with teacher_init_rng(cfg):
+            teacher = load_teacher(cfg, num_labels=handler.num_labels, kind=kind, checkpoint=sealed,
+                                   attn_implementation="sdpa" if finetune else plan.attn_implementation)
         resize_embeddings_if_needed(teacher, tokenizer)
         if finetune:
             teacher = finetune_teacher(teacher, cfg, data, tokenizer, run_dir, callbacks=[GracefulStopCallback(stop)])
@@ -187,7 +230,6 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path, decision: ResumeDeci
                 raise _interrupted(stop, 0, run_dir)
             if plan.attn_implementation != "sdpa":
                 teacher.set_attn_implementation(plan.attn_implementation)
-        plan.loss.bind(plan.student_info, plan.teacher_info)
         if plan.backend_cls is not None and cfg.mode.name == "gkd":
             teacher.to(device)
             backend = _build_backend(cfg, model=teacher)
@@ -208,9 +250,16 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path, decision: ResumeDeci
         pre = read_json(pre_path)  # scored by the first attempt, on the untrained student
     else:
         pre = {"student": score(student)}
-        if teacher is not None:
+        if cache_session is not None:
+            pre["teacher"] = cache_session.teacher_metrics(score, data.eval_sets)
+        elif teacher is not None:
             pre["teacher"] = score(teacher)
         write_json_atomic(pre_path, pre)
+    if cache_session is not None:
+        cache_session.release()  # training reads the cache: the teacher's weights can go
+        metadata.update(teacher_cache=cache_session.report)
+    elif distilling and plan.cache is not None:
+        metadata.update(teacher_cache={"used": False, "reason": plan.cache.reason})
     log.info("Pre-training metrics: %s", pre)
     tracker.log(flatten({"pre": pre}), step=0)
 
@@ -218,7 +267,11 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path, decision: ResumeDeci
         student=student, train_dataset=data.train, collator=data.collator, tokenizer=tokenizer,
         teacher=teacher, loss=plan.loss if distilling else None, alpha=float(cfg.alpha),
         teacher_trainable=bool(cfg.teacher_strategy.cotrain) and distilling, teacher_backend=backend,
+        teacher_signals=signals,
     )
+    if signals is not None:  # batches carry each example's index, to look its signals up
+        components.train_dataset = IndexedDataset(data.train)
+        components.collator = IndexedCollator(data.collator)
     stop_callback = GracefulStopCallback(stop)
     state_writer = TrainingStateWriter(run_dir, primary_metric=key)
     runtime = TrainingRuntime(
@@ -247,7 +300,9 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path, decision: ResumeDeci
     state_writer.write(status="finished", training_loss=mean_logged_loss(trainer.state.log_history))
 
     post = {"student": score(student)}
-    if teacher is not None:
+    if "teacher" in pre and teacher is None:
+        post["teacher"] = dict(pre["teacher"])  # read from the cache: a frozen teacher
+    elif teacher is not None:
         # A frozen teacher cannot have changed: reuse its pre-training scores.
         post["teacher"] = score(teacher) if components.teacher_trainable else dict(pre["teacher"])
     gap = transfer_gap(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +14,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Teacher caches (shared fine-tuned teachers, signals) of this test session go to a fresh directory,
+# never into the user's ~/.cache/forge; tests that check building and reuse pass their own root.
+os.environ.setdefault("FORGE_TEACHER_CACHE_DIR", tempfile.mkdtemp(prefix="forge-test-teacher-cache-"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"

@@ -87,6 +87,9 @@ class TeacherStrategyConfig:
     finetune_steps: int = 200
     finetune_learning_rate: float = 5e-5
     finetune_batch_size: int = 16
+    # The teacher fine-tuning's seed (its head's init and data order); null: the run's seed. A
+    # factorial study fixes it so every arm and student seed distils from one teacher.
+    seed: Optional[int] = None
     # Context baking: text the teacher sees before each prompt (as the chat system message, or
     # prepended to a plain prompt) and the student never does (mode=gkd, decoder tasks).
     context: Optional[str] = None
@@ -174,6 +177,35 @@ class TrainerConfig:
     fp16: bool = False
 
 
+class CacheMode(str, Enum):
+    """auto: read the teacher from the cache where that is correct, else run it live (and say why);
+    on: the same, but where the cache would be wrong the config is refused; off: always live."""
+
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
+class CacheDtype(str, Enum):
+    float16 = "float16"
+    float32 = "float32"
+
+
+@dataclass
+class TeacherConfig:
+    """The teacher-signal cache (forge.teachers.cache): a frozen teacher's logits and mapped-layer
+    hidden states / attention maps on the training set, computed once per content key.
+
+    cache_root: null means $FORGE_TEACHER_CACHE_DIR, else ~/.cache/forge/teacher_cache (use a file
+      system every SLURM node sees). cache_batch_size: the teacher's batch while building.
+    """
+
+    cache: CacheMode = CacheMode.auto
+    cache_root: Optional[str] = None
+    cache_dtype: CacheDtype = CacheDtype.float16
+    cache_batch_size: int = 64
+
+
 class OnSignal(str, Enum):
     """After a stop signal's checkpoint: ask SLURM (or submitit) to requeue, or just exit."""
 
@@ -230,6 +262,7 @@ class ForgeConfig:
     mode: ModeConfig = field(default_factory=ModeConfig)
     loss: Any = MISSING
     teacher_strategy: TeacherStrategyConfig = field(default_factory=TeacherStrategyConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
     # Where the teacher's distribution comes from: hf (in-process) | vllm | openai (a server).
     teacher_backend: Any = None
 

@@ -32,6 +32,8 @@ class RunPlan:
     attn_implementation: str
     #: the teacher backend's class (built by the pipeline once the teacher is loaded), or None
     backend_cls: Optional[type] = None
+    #: whether the teacher is read from the teacher-signal cache, and why not
+    cache: Any = None
 
 
 def build_handler(task_cfg: DictConfig) -> TaskDataHandler:
@@ -124,6 +126,10 @@ def validate_and_plan(cfg: DictConfig) -> RunPlan:
         problems.extend(loss.validate(student_info, teacher_info))
     backend_cls = _check_teacher_backend(cfg, loss, kind, problems) if cfg.mode.requires_teacher else None
     _check_gkd(cfg, loss, kind, problems)
+    from forge.teachers.cache.policy import plan_cache
+
+    cache_plan, cache_problems = plan_cache(cfg, loss, handler)
+    problems.extend(cache_problems)
 
     problems.raise_if_any()
     assert handler is not None and student_info is not None
@@ -135,6 +141,7 @@ def validate_and_plan(cfg: DictConfig) -> RunPlan:
         teacher_head_trained=head_trained,
         attn_implementation="eager" if loss.needs.attentions else "sdpa",
         backend_cls=backend_cls,
+        cache=cache_plan,
     )
 
 

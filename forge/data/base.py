@@ -63,6 +63,9 @@ class TaskDataHandler(ABC):
     primary_metric: str = "accuracy"
     #: "classification" (AutoModelForSequenceClassification) or "causal_lm" / "vision_lm" later.
     model_kind: str = "classification"
+    #: True for a handler whose training inputs change between epochs (random crops, token
+    #: dropout, re-sampled prompts): the teacher-signal cache then refuses to serve it.
+    augments_inputs: bool = False
 
     def validate(self) -> list[ConfigProblem]:
         """Config-time checks that need no network and no weights (e.g. data_dir has the files)."""

@@ -18,7 +18,7 @@ import torch
 
 from forge.config.errors import ConfigProblem
 from forge.losses.base import (
-    DistillationLoss, ForwardView, LossBatch, LossOutput, Needs, mean_rows, select_positions,
+    DistillationLoss, ForwardView, LossBatch, LossOutput, Needs, TeacherLayers, mean_rows, select_positions,
 )
 from forge.losses.layer_map import LayerMapSpec, enum_value, layer_pairs, validate_layer_map
 from forge.models.info import ModelInfo
@@ -64,6 +64,9 @@ class AttentionKL(DistillationLoss):
         self.pairs = layer_pairs(
             self.layer_map, student.num_layers, teacher.num_layers, first_index=1
         )
+
+    def teacher_layers(self) -> TeacherLayers:
+        return TeacherLayers(attentions=frozenset(t - 1 for _, t in self.pairs))
 
     def compute(
         self, student: ForwardView, teacher: ForwardView, batch: LossBatch, step: int

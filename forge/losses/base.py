@@ -9,7 +9,7 @@ a loss's name; it asks `needs`, runs the models, and calls the loss.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Optional
 
 import torch
 from torch import nn
@@ -32,6 +32,24 @@ class Needs:
             hidden_states=self.hidden_states or other.hidden_states,
             attentions=self.attentions or other.attentions,
         )
+
+
+@dataclass(frozen=True)
+class TeacherLayers:
+    """Which of the teacher's layers a bound loss reads, so a cache stores those and no others.
+
+    hidden: indices into `hidden_states` (0 = embeddings); attentions: indices into `attentions`
+    (0 = first block). None means "every layer" (a loss that does not say which).
+    """
+
+    hidden: Optional[frozenset[int]] = frozenset()
+    attentions: Optional[frozenset[int]] = frozenset()
+
+    def __or__(self, other: "TeacherLayers") -> "TeacherLayers":
+        def union(a: Optional[frozenset[int]], b: Optional[frozenset[int]]) -> Optional[frozenset[int]]:
+            return None if a is None or b is None else a | b
+
+        return TeacherLayers(union(self.hidden, other.hidden), union(self.attentions, other.attentions))
 
 
 @dataclass
@@ -97,6 +115,12 @@ class DistillationLoss(nn.Module):
 
     def bind(self, student: ModelInfo, teacher: ModelInfo) -> None:
         """Build layer maps / projections for this pair. Default: nothing to build."""
+
+    def teacher_layers(self) -> TeacherLayers:
+        """The teacher layers this (bound) loss reads. Default: every layer of each kind it needs;
+        layer-mapped losses override it with their mapped layers."""
+        return TeacherLayers(hidden=None if self.needs.hidden_states else frozenset(),
+                             attentions=None if self.needs.attentions else frozenset())
 
     def ensure_valid(self, student: ModelInfo, teacher: ModelInfo) -> None:
         """Raise the `validate` problems, for `bind` implementations called outside the pipeline."""

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from forge.config.errors import ConfigProblem
-from forge.losses.base import DistillationLoss, ForwardView, LossBatch, LossOutput, Needs
+from forge.losses.base import DistillationLoss, ForwardView, LossBatch, LossOutput, Needs, TeacherLayers
 from forge.models.info import ModelInfo
 
 FAMILIES = ("feature", "attention", "response")
@@ -62,6 +62,12 @@ class _FamilyLoss(DistillationLoss):
         self._key_parts()
         for part in self.parts.values():
             part.bind(student, teacher)
+
+    def teacher_layers(self) -> TeacherLayers:
+        layers = TeacherLayers()
+        for part in self.parts.values():
+            layers = layers | part.teacher_layers()
+        return layers
 
     def _family_values(
         self, student: ForwardView, teacher: ForwardView, batch: LossBatch, step: int

@@ -16,7 +16,7 @@ from torch import nn
 
 from forge.config.errors import ConfigProblem
 from forge.losses.base import (
-    DistillationLoss, ForwardView, LossBatch, LossOutput, Needs, mean_rows, select_positions,
+    DistillationLoss, ForwardView, LossBatch, LossOutput, Needs, TeacherLayers, mean_rows, select_positions,
 )
 from forge.losses.layer_map import LayerMapSpec, enum_value, layer_pairs, validate_layer_map
 from forge.losses.projection import Projection, make_projection
@@ -57,6 +57,9 @@ class FeatureLoss(DistillationLoss):
             make_projection(self.projection, student.hidden_size, teacher.hidden_size)
             for _ in self.pairs
         )
+
+    def teacher_layers(self) -> TeacherLayers:
+        return TeacherLayers(hidden=frozenset(t for _, t in self.pairs))
 
     def per_token(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

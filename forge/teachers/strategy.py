@@ -8,8 +8,10 @@ later run with `teacher_strategy.checkpoint=<that dir>`, loads it instead of pay
 from __future__ import annotations
 
 import logging
+import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from omegaconf import DictConfig
 
@@ -46,9 +48,32 @@ def load_teacher(cfg: DictConfig, *, num_labels: int, kind: str, attn_implementa
     return load_model(cfg.model.teacher, kind=kind, num_labels=num_labels, attn_implementation=attn_implementation)
 
 
+def teacher_seed(cfg: DictConfig) -> int:
+    """`teacher_strategy.seed`, else the run's seed. A factorial study fixes it so that every arm
+    and every student seed distils from the same teacher (and shares its cached signals)."""
+    seed = cfg.teacher_strategy.get("seed")
+    return int(cfg.seed if seed is None else seed)
+
+
+@contextmanager
+def teacher_init_rng(cfg: DictConfig) -> Iterator[None]:
+    """Initialise the teacher's new parameters (a classifier head) from `teacher_seed`, without
+    touching the run's RNG: the teacher is then the same whatever the student's seed, and whether
+    or not the run uses the cache."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(teacher_seed(cfg))
+        yield
+
+
 def finetune_teacher(teacher: Any, cfg: DictConfig, data: PreparedData, tokenizer: Any, run_dir: Path,
-                     callbacks: Sequence[Any] = ()) -> Any:
+                     callbacks: Sequence[Any] = (), out_dir: Optional[Path] = None,
+                     on_sealing: Optional[Callable[[Path, Any], None]] = None) -> Any:
     """Fine-tune the teacher on the task's CE; returns the trained teacher (also saved, sealed).
+
+    out_dir: where the sealed teacher goes (default `<run_dir>/teacher_sft`; the shared teacher
+    store passes its own directory). Staging happens beside it.
 
     `callbacks` carries the graceful-stop callback: a signal during this phase stops it early,
     and the caller sees `trainer.state.global_step < finetune_steps` and does not seal the teacher.
@@ -57,11 +82,12 @@ def finetune_teacher(teacher: Any, cfg: DictConfig, data: PreparedData, tokenize
     from forge.runtime.checkpoints import finalize
 
     ts = cfg.teacher_strategy
-    out_dir = run_dir / TEACHER_DIR
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / TEACHER_DIR
+    staging_root = out_dir.parent / ".staging"
     args = training_arguments(
         cfg.trainer,
-        output_dir=run_dir / ".staging" / "teacher_trainer",
-        seed=cfg.seed,
+        output_dir=staging_root / f"teacher_trainer-{os.getpid()}",
+        seed=teacher_seed(cfg),
         max_steps=ts.finetune_steps,
         learning_rate=ts.finetune_learning_rate,
         per_device_train_batch_size=ts.finetune_batch_size,
@@ -78,7 +104,9 @@ def finetune_teacher(teacher: Any, cfg: DictConfig, data: PreparedData, tokenize
     trainer.train()
     if trainer.state.global_step < ts.finetune_steps:
         return None  # stopped by a signal: nothing sealed, the next attempt fine-tunes again
-    staged = run_dir / ".staging" / TEACHER_DIR
+    staged = staging_root / f"{out_dir.name}-{os.getpid()}"
     save_final_model(teacher, tokenizer, staged)
+    if on_sealing is not None:
+        on_sealing(staged, teacher)
     finalize(staged, out_dir, step=ts.finetune_steps)
     return teacher

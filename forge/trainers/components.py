@@ -28,3 +28,5 @@ class TrainingComponents:
     teacher_trainable: bool = False
     #: mode=gkd: where the teacher's distribution comes from (in-process or a server)
     teacher_backend: Any = None
+    #: mode=kd with teacher.cache: the frozen teacher's outputs read from disk (teacher may be None)
+    teacher_signals: Any = None

@@ -16,6 +16,7 @@ from transformers import Trainer, TrainingArguments
 
 from forge.data.base import model_inputs
 from forge.losses.base import DistillationLoss, ForwardView, LossBatch
+from forge.teachers.cache.indexing import EXAMPLE_INDEX_KEY
 from forge.trainers.base import ForgeTrainerMixin, TrainingRuntime, trainer_kwargs
 from forge.trainers.components import TrainingComponents
 
@@ -54,16 +55,27 @@ def untie_for_saving(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 
 
 class DistillationModule(nn.Module):
-    """Student + loss (+ co-trained teacher) as one trainable module."""
+    """Student + loss (+ co-trained teacher) as one trainable module.
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, loss: DistillationLoss, *,
-                 alpha: float, teacher_trainable: bool) -> None:
+    teacher_signals: a `CachedTeacherSignals` that replaces the frozen teacher's forward pass
+    (the batch then carries `example_index`); the teacher itself may then be None.
+    """
+
+    def __init__(self, student: nn.Module, teacher: Optional[nn.Module], loss: DistillationLoss, *,
+                 alpha: float, teacher_trainable: bool, teacher_signals: Any = None) -> None:
         super().__init__()
         self.student = student
         self.loss = loss
         self.alpha = float(alpha)
         self.teacher_trainable = teacher_trainable
-        if teacher_trainable:
+        object.__setattr__(self, "teacher_signals", teacher_signals)
+        if teacher_trainable and teacher_signals is not None:
+            raise ValueError("a co-trained teacher cannot be read from a cache")
+        if teacher is None:
+            if teacher_signals is None:
+                raise ValueError("DistillationModule needs a teacher or cached teacher signals")
+            object.__setattr__(self, "_frozen_teacher", None)
+        elif teacher_trainable:
             self.teacher = teacher
         else:
             teacher.eval()
@@ -78,7 +90,22 @@ class DistillationModule(nn.Module):
         needs = self.loss.needs
         return self.teacher_trainable or needs.logits or needs.hidden_states or needs.attentions
 
-    def forward(self, step: int = 0, **inputs: torch.Tensor) -> dict[str, Any]:
+    def _teacher_view(self, inputs: dict[str, torch.Tensor], example_index: Optional[torch.Tensor],
+                      extra: dict[str, bool]) -> tuple[ForwardView, Any]:
+        """The teacher's outputs for this batch: read from the cache, or a forward pass."""
+        needs = self.loss.needs
+        if self.teacher_signals is not None:
+            if example_index is None:
+                raise ValueError("the batch has no example_index; cached teacher signals need IndexedCollator")
+            return self.teacher_signals.view(example_index, inputs["attention_mask"]), None
+        teacher = self.teacher_model
+        teacher_inputs = inputs if self.teacher_trainable else {k: v for k, v in inputs.items() if k != "labels"}
+        with torch.set_grad_enabled(self.teacher_trainable and torch.is_grad_enabled()):
+            teacher_out = teacher(**teacher_inputs, **extra)
+        return _view(teacher_out, needs), teacher_out
+
+    def forward(self, step: int = 0, example_index: Optional[torch.Tensor] = None,
+                **inputs: torch.Tensor) -> dict[str, Any]:
         needs = self.loss.needs
         extra = {"output_hidden_states": needs.hidden_states, "output_attentions": needs.attentions}
         student_out = self.student(**inputs, **extra)
@@ -86,10 +113,7 @@ class DistillationModule(nn.Module):
         components: dict[str, torch.Tensor] = {"ce": ce.detach()}
         total = ce
         if self._teacher_needed():
-            teacher = self.teacher_model
-            teacher_inputs = inputs if self.teacher_trainable else {k: v for k, v in inputs.items() if k != "labels"}
-            with torch.set_grad_enabled(self.teacher_trainable and torch.is_grad_enabled()):
-                teacher_out = teacher(**teacher_inputs, **extra)
+            teacher_view, teacher_out = self._teacher_view(inputs, example_index, extra)
             target_mask = target_mask_for(student_out.logits, inputs.get("labels"))
             batch = LossBatch(
                 token_mask=inputs["attention_mask"].bool(),
@@ -97,7 +121,7 @@ class DistillationModule(nn.Module):
                 # token-level (causal LM): feature/attention rows only at target tokens, too
                 query_mask=None if target_mask is None else inputs["labels"] != -100,
             )
-            distill = self.loss(_view(student_out, needs), _view(teacher_out, needs), batch, step)
+            distill = self.loss(_view(student_out, needs), teacher_view, batch, step)
             total = total + self.alpha * distill.total
             components["distill"] = distill.total.detach()
             components.update({k: v.detach() if torch.is_tensor(v) else v for k, v in distill.components.items()})
@@ -116,17 +140,18 @@ class DistillationTrainer(ForgeTrainerMixin, Trainer):
         super().__init__(*args, **kwargs)
         self._init_forge(runtime)
         module = self.model
-        if isinstance(module, DistillationModule) and not module.teacher_trainable:
+        if isinstance(module, DistillationModule) and not module.teacher_trainable and module.teacher_model is not None:
             module.teacher_model.to(self.args.device)
 
     @classmethod
     def from_components(cls, components: TrainingComponents, args: TrainingArguments,
                         runtime: Optional[TrainingRuntime] = None, **kwargs: Any) -> "DistillationTrainer":
-        if components.teacher is None or components.loss is None:
-            raise ValueError("DistillationTrainer needs a teacher and a loss object")
+        if (components.teacher is None and components.teacher_signals is None) or components.loss is None:
+            raise ValueError("DistillationTrainer needs a teacher (or cached teacher signals) and a loss object")
         module = DistillationModule(
             components.student, components.teacher, components.loss,
             alpha=components.alpha, teacher_trainable=components.teacher_trainable,
+            teacher_signals=components.teacher_signals,
         )
         return cls(
             model=module,
@@ -151,7 +176,8 @@ class DistillationTrainer(ForgeTrainerMixin, Trainer):
         super()._save(output_dir, state_dict=state_dict)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
-        outputs = model(step=self.state.global_step, **model_inputs(inputs))
+        outputs = model(step=self.state.global_step, example_index=inputs.get(EXAMPLE_INDEX_KEY),
+                        **model_inputs(inputs))
         self.guard_loss(outputs["loss"], outputs["components"])
         self.record_components(outputs["components"])
         return (outputs["loss"], outputs) if return_outputs else outputs["loss"]

@@ -89,7 +89,10 @@ def test_kd_run_per_loss_family(tiny_run, loss, strategy, components):
     assert gap["teacher_advantage"] == pytest.approx(gap["teacher_post"] - gap["student_pre"])
     if strategy.startswith("frozen"):
         assert metrics["pre"]["teacher"] == metrics["post"]["teacher"], "a frozen teacher must not change"
-    if strategy.endswith("_sft"):
+    if strategy == "cotrain_sft":  # co-trained: fine-tuned in the run (the cache refuses it)
         assert (run_dir / "teacher_sft" / "config.json").is_file()
+    if strategy == "frozen_sft":  # frozen: fine-tuned once into the shared teacher store
+        cache = json.loads((run_dir / "run_metadata.json").read_text())["teacher_cache"]
+        assert (Path(cache["teacher_dir"]) / "config.json").is_file() and cache["size_bytes"] > 0
     if "feature" in components:
         assert (run_dir / "final" / "forge_loss_projections.safetensors").is_file()

@@ -1,0 +1,106 @@
+"""When the teacher-signal cache is correct, decided from the config before anything loads.
+
+A cache replays yesterday's teacher on yesterday's inputs. That is only right when both are fixed:
+a frozen teacher, and training inputs that are the same every epoch. `teacher.cache=auto` uses it
+exactly then and otherwise says why not (log and run_metadata.json); `teacher.cache=on` turns the
+same reasons into config errors; `off` never uses it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig
+
+from forge.config.errors import ConfigProblem
+from forge.losses.base import DistillationLoss
+
+CACHE_MODES = ("auto", "on", "off")
+CACHE_DTYPES = ("float16", "float32")
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """enabled: the run reads the teacher from the cache. reason: why not, when it does not."""
+
+    enabled: bool
+    reason: str
+    root: Path
+    dtype: str = "float16"
+    batch_size: int = 64
+
+
+def default_cache_root() -> Path:
+    """$FORGE_TEACHER_CACHE_DIR, else <Forge cache dir>/teacher_cache (shared by every run of
+    the user; put it on a file system all SLURM nodes see)."""
+    from forge.models.packaged import cache_dir
+
+    env = os.environ.get("FORGE_TEACHER_CACHE_DIR")
+    return Path(env) if env else cache_dir() / "teacher_cache"
+
+
+def _plain(value: Any) -> str:
+    """An Enum member (structured configs) or a string, as its string value."""
+    return str(getattr(value, "value", value))
+
+
+def refusals(cfg: DictConfig, loss: DistillationLoss, handler: Any) -> list[str]:
+    """Every reason the cache would give wrong teacher signals (or cannot serve) for this run."""
+    reasons = []
+    ts = cfg.teacher_strategy
+    if ts.get("cotrain"):
+        reasons.append(f"the teacher is co-trained (teacher_strategy={ts.name}): it changes every step, so "
+                       "signals stored earlier are stale")
+    if cfg.mode.name == "gkd":
+        lmbda = float(cfg.mode.trainer.get("lmbda", 0.0) or 0.0)
+        if lmbda > 0:
+            reasons.append(f"mode=gkd with mode.trainer.lmbda={lmbda} trains on samples the student generates "
+                           "during training (on-policy): the teacher must score each new sample")
+        else:
+            reasons.append("mode=gkd reads its teacher through the teacher backend; the cache serves mode=kd")
+        if ts.get("context"):
+            reasons.append("context baking scores the teacher on prompts the student's data does not hold")
+    if getattr(handler, "augments_inputs", False):
+        reasons.append(f"task={cfg.task.name} augments its inputs (an example's tokens differ between epochs)")
+    if cfg.mode.name == "kd" and loss.needs.logits and getattr(handler, "model_kind", "classification") != "classification":
+        reasons.append("KD on a token-level model reads dense per-token logits over the whole vocabulary "
+                       "(tens of thousands of floats per token): too large to store")
+    backend = cfg.get("teacher_backend")
+    if backend is not None and backend.get("name") not in (None, "hf"):
+        reasons.append(f"teacher_backend={backend.get('name')} serves a remote teacher")
+    return reasons
+
+
+def plan_cache(cfg: DictConfig, loss: DistillationLoss, handler: Any) -> tuple[CachePlan, list[ConfigProblem]]:
+    """The cache decision and, for teacher.cache=on where it would be wrong, the config problems."""
+    node = cfg.get("teacher") or {}
+    mode = _plain(node.get("cache", "auto"))
+    root_value: Optional[str] = node.get("cache_root")
+    root = Path(root_value).expanduser() if root_value else default_cache_root()
+    dtype = _plain(node.get("cache_dtype", "float16"))
+    batch = int(node.get("cache_batch_size", 64) or 64)
+    problems: list[ConfigProblem] = []
+    if mode not in CACHE_MODES:
+        problems.append(ConfigProblem("teacher.cache", "is not a cache mode.", mode, f"valid: {', '.join(CACHE_MODES)}"))
+        return CachePlan(False, "invalid setting", root, dtype, batch), problems
+    if dtype not in CACHE_DTYPES:
+        problems.append(ConfigProblem("teacher.cache_dtype", "is not a cache dtype.", dtype,
+                                      f"valid: {', '.join(CACHE_DTYPES)}"))
+    if not cfg.mode.requires_teacher:
+        return CachePlan(False, f"mode={cfg.mode.name} has no teacher", root, dtype, batch), problems
+    if mode == "off":
+        return CachePlan(False, "teacher.cache=off", root, dtype, batch), problems
+    needs = loss.needs
+    if not (needs.logits or needs.hidden_states or needs.attentions) and cfg.mode.name == "kd":
+        return CachePlan(False, f"loss={cfg.loss.name} reads nothing from the teacher", root, dtype, batch), problems
+    reasons = refusals(cfg, loss, handler)
+    if reasons and mode == "on":
+        for reason in reasons:
+            problems.append(ConfigProblem("teacher.cache", f"cannot be on: {reason}.", mode,
+                                          "set teacher.cache=off (or auto, which falls back to the live teacher)"))
+    if reasons:
+        return CachePlan(False, "; ".join(reasons), root, dtype, batch), problems
+    return CachePlan(True, "", root, dtype, batch), problems
