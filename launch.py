@@ -29,6 +29,9 @@ def main(cfg: DictConfig) -> None:
     from forge.runtime.signals import RunInterrupted, SignalPolicy, exit_after_interruption
     from forge.trainers.base import NonFiniteLossError
 
+    # In a local sweep the jobs share this process: a failed job must raise (Hydra records it and
+    # runs the next one; the study report lists it) instead of exiting the whole sweep.
+    in_sweep = _in_multirun()
     job_dir = sweep_run_dir(cfg)
     if job_dir is not None:
         with open_dict(cfg):
@@ -37,12 +40,23 @@ def main(cfg: DictConfig) -> None:
         forge.run(cfg)
     except ConfigError as err:
         print(f"forge: {err}", file=sys.stderr)
+        if in_sweep:
+            raise
         sys.exit(2)
     except NonFiniteLossError as err:
         print(f"forge: run stopped: {err}", file=sys.stderr)
+        if in_sweep:
+            raise
         sys.exit(1)
     except RunInterrupted as interrupted:
         exit_after_interruption(interrupted, SignalPolicy.from_config(cfg.get("signals")))
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 if __name__ == "__main__":

@@ -40,3 +40,20 @@ def test_local_far_sweep_writes_one_run_dir_per_job(tmp_path):
     assert (sweep_dir / "multirun.yaml").is_file()
     # Nothing was written outside the sweep directory (no stray timestamped run dirs).
     assert sorted(p.name for p in out.iterdir()) == ["sweeps"]
+
+
+def test_a_refused_job_does_not_stop_the_sweep_and_the_report_lists_it(tmp_path):
+    out = tmp_path / "outputs"
+    args = [a for a in TINY_STUDY if not a.startswith(("loss=", "seed="))]
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "launch.py"), *args, "loss=combined_r", "seed=1",
+                           "alpha=1.5,0.5", f"output_root={out}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 1  # the sweep reports that a job failed...
+    assert "alpha=1.5: must lie in [0, 1]" in proc.stderr
+    (sweep_dir,) = list((out / "sweeps" / "far_study").iterdir())
+    # ...but the next job ran to the end, and the report (written when the last job ended) lists both
+    meta = json.loads((sweep_dir / "001_combined_r_seed1" / "run_metadata.json").read_text())
+    assert meta["status"] == "finished"
+    report = (sweep_dir / "study.md").read_text()
+    assert "`000_combined_r_seed1`" in report and "refused" in report
