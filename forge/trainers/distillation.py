@@ -72,7 +72,7 @@ class DistillationModule(nn.Module):
         if teacher_trainable and teacher_signals is not None:
             raise ValueError("a co-trained teacher cannot be read from a cache")
         if teacher is None:
-            if teacher_signals is None:
+            if teacher_signals is None and self._teacher_needed():
                 raise ValueError("DistillationModule needs a teacher or cached teacher signals")
             object.__setattr__(self, "_frozen_teacher", None)
         elif teacher_trainable:
@@ -146,8 +146,8 @@ class DistillationTrainer(ForgeTrainerMixin, Trainer):
     @classmethod
     def from_components(cls, components: TrainingComponents, args: TrainingArguments,
                         runtime: Optional[TrainingRuntime] = None, **kwargs: Any) -> "DistillationTrainer":
-        if (components.teacher is None and components.teacher_signals is None) or components.loss is None:
-            raise ValueError("DistillationTrainer needs a teacher (or cached teacher signals) and a loss object")
+        if components.loss is None:
+            raise ValueError("DistillationTrainer needs a loss object")
         module = DistillationModule(
             components.student, components.teacher, components.loss,
             alpha=components.alpha, teacher_trainable=components.teacher_trainable,

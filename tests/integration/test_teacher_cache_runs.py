@@ -28,7 +28,7 @@ def _history(run_dir: Path) -> list[dict]:
 def test_arms_share_one_teacher_and_each_signal_is_built_once(tiny_run, tmp_path):
     root = tmp_path / "cache"
     runs = {}
-    for loss, seed in (("combined_f", 1), ("combined_fa", 2), ("combined_far", 3), ("combined_r", 1)):
+    for loss, seed in (("combined_f", 1), ("combined_fa", 2), ("combined_far", 3), ("combined_r", 1), ("ce", 2)):
         cfg, _ = tiny_run("mode=kd", f"loss={loss}", f"seed={seed}", "teacher_strategy.seed=0",
                           "task.seed=0", f"teacher.cache_root={root}", f"run_dir={tmp_path / loss}")
         runs[loss] = _cache(tmp_path / loss)
@@ -38,7 +38,12 @@ def test_arms_share_one_teacher_and_each_signal_is_built_once(tiny_run, tmp_path
     assert runs["combined_fa"]["built"] == ["attn_1", "attn_3", "attn_5"]
     assert runs["combined_far"]["built"] == ["logits"] and len(runs["combined_far"]["reused"]) == 6
     assert runs["combined_r"]["built"] == [] and runs["combined_r"]["reused"] == ["logits"]
-    assert {r["dir"] for r in runs.values()} == {first["dir"]}  # one key: same teacher, data, dtype
+    # the control arm reads no signal but shares the teacher (for its transfer gap) and its scores
+    assert runs["ce"]["entries"] == [] and "dir" not in runs["ce"] and not (tmp_path / "ce" / "teacher_sft").exists()
+    assert json.loads((tmp_path / "ce" / "metrics.json").read_text())["pre"]["teacher"] == \
+        json.loads((tmp_path / "combined_f" / "metrics.json").read_text())["pre"]["teacher"]
+    assert {r["dir"] for r in runs.values() if "dir" in r} == {first["dir"]}  # one key: same teacher, data, dtype
+    assert {r["teacher_dir"] for r in runs.values()} == {first["teacher_dir"]}
     assert all("teacher_finetune_s" not in r for loss, r in runs.items() if loss != "combined_f")
     assert len(list((root / "teachers").glob("[0-9a-f]*"))) == 1
     assert all(r["teacher_eval"] == "reused" for loss, r in runs.items() if loss != "combined_f")
@@ -87,3 +92,16 @@ def test_concurrent_runs_build_the_cache_once(tmp_path):
     assert reports[0]["dir"] == reports[1]["dir"]
     assert _history(tmp_path / "r0") == _history(tmp_path / "r1")
     assert not list(Path(reports[0]["dir"]).glob("*partial*"))
+
+
+def test_a_cached_run_resumed_from_a_checkpoint_continues_step_for_step(tiny_run, tmp_path):
+    common = ("mode=kd", "loss=combined_far", "trainer.max_steps=4", f"teacher.cache_root={tmp_path / 'c'}")
+    tiny_run(*common, f"run_dir={tmp_path / 'whole'}")
+    tiny_run(*common, f"resume={tmp_path / 'whole' / 'checkpoint-2'}", f"run_dir={tmp_path / 'resumed'}")
+    whole = {e["step"]: e for e in _history(tmp_path / "whole")}
+    resumed = {e["step"]: e for e in _history(tmp_path / "resumed")}
+    assert {3, 4} <= set(resumed)  # (steps 1-2 come with the checkpoint's own history)
+    for step in (3, 4):
+        for key in ("loss", "loss/feature", "loss/attention", "loss/response"):
+            assert resumed[step][key] == pytest.approx(whole[step][key], rel=1e-5), (step, key)
+    assert _cache(tmp_path / "resumed")["built"] == []

@@ -93,9 +93,6 @@ def plan_cache(cfg: DictConfig, loss: DistillationLoss, handler: Any) -> tuple[C
         return CachePlan(False, f"mode={cfg.mode.name} has no teacher", root, dtype, batch), problems
     if mode == "off":
         return CachePlan(False, "teacher.cache=off", root, dtype, batch), problems
-    needs = loss.needs
-    if not (needs.logits or needs.hidden_states or needs.attentions) and cfg.mode.name == "kd":
-        return CachePlan(False, f"loss={cfg.loss.name} reads nothing from the teacher", root, dtype, batch), problems
     reasons = refusals(cfg, loss, handler)
     if reasons and mode == "on":
         for reason in reasons:

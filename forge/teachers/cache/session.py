@@ -168,11 +168,15 @@ class TeacherCacheSession:
         }
         return digest(parts), parts
 
-    def signals(self) -> CachedTeacherSignals:
-        """Open the cached signals this run's loss reads, building missing entries first."""
+    def signals(self) -> Optional[CachedTeacherSignals]:
+        """Open the cached signals this run's loss reads, building missing entries first (None when
+        the loss reads nothing: `ce`, the control arm, still shares the teacher and its scores)."""
+        wanted = wanted_entries(self.loss, self.num_layers)
+        if not wanted:
+            self.report.update(entries=[], built=[], reused=[])
+            return None
         key, parts = self.signal_key()
         store = SignalStore(self.plan.root / "signals" / short(key))
-        wanted = wanted_entries(self.loss, self.num_layers)
         built: list[str] = []
         waited = 0.0
         if store.manifest().get("key") != key or store.missing(wanted):
