@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from forge.config.errors import ConfigError
-from forge.config.launcher import check_launcher_overrides, sweep_run_dir
+from forge.config.launcher import check_launcher_overrides, in_multirun, sweep_run_dir
 from forge.config.schema import register_schemas
 
 register_schemas()
@@ -31,7 +31,7 @@ def main(cfg: DictConfig) -> None:
 
     # In a local sweep the jobs share this process: a failed job must raise (Hydra records it and
     # runs the next one; the study report lists it) instead of exiting the whole sweep.
-    in_sweep = _in_multirun()
+    in_sweep = in_multirun()
     job_dir = sweep_run_dir(cfg)
     if job_dir is not None:
         with open_dict(cfg):
@@ -50,13 +50,6 @@ def main(cfg: DictConfig) -> None:
         sys.exit(1)
     except RunInterrupted as interrupted:
         exit_after_interruption(interrupted, SignalPolicy.from_config(cfg.get("signals")))
-
-
-def _in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 if __name__ == "__main__":

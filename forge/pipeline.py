@@ -300,10 +300,8 @@ def _execute(cfg: DictConfig, plan: RunPlan, run_dir: Path, decision: ResumeDeci
     state_writer.write(status="finished", training_loss=mean_logged_loss(trainer.state.log_history))
 
     post = {"student": score(student)}
-    if "teacher" in pre and teacher is None:
-        post["teacher"] = dict(pre["teacher"])  # read from the cache: a frozen teacher
-    elif teacher is not None:
-        # A frozen teacher cannot have changed: reuse its pre-training scores.
+    if "teacher" in pre:
+        # A frozen teacher (live or read from the cache) cannot have changed: reuse its pre scores.
         post["teacher"] = score(teacher) if components.teacher_trainable else dict(pre["teacher"])
     gap = transfer_gap(
         key,

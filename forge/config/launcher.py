@@ -19,17 +19,22 @@ _LAUNCHER_KEY = re.compile(r"^\+{0,2}hydra\.launcher\.([A-Za-z_][\w]*)(?:\.[\w.]
 _COMPOSE_KEYS = ("hydra/launcher=", "experiment=", "+experiment=")
 
 
+def in_multirun() -> bool:
+    """True inside a job of a Hydra multirun (`-m`), local or submitted."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def sweep_run_dir(cfg: DictConfig) -> Optional[str]:
     """The run directory of this job when Hydra runs a multirun; None for single runs."""
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
     from hydra.utils import to_absolute_path
 
-    if cfg.get("run_dir") or not HydraConfig.initialized():
+    if cfg.get("run_dir") or not in_multirun():
         return None
     hc = HydraConfig.get()
-    if hc.mode != RunMode.MULTIRUN:
-        return None
     num = int(hc.job.get("num") or 0)
     name = f"{num:03d}_{cfg.loss.name}_seed{cfg.seed}"
     return str(Path(to_absolute_path(str(hc.sweep.dir))) / name)

@@ -27,12 +27,17 @@ log = logging.getLogger(__name__)
 TEACHER_DIR = "teacher_sft"
 
 
-def finetuned_teacher_in(run_dir: Path) -> Optional[Path]:
-    """`<run_dir>/teacher_sft` if an earlier attempt of this run finished fine-tuning it."""
+def sealed_teacher(path: Path) -> Optional[Path]:
+    """`path` if it holds a completely written, sealed fine-tuned teacher, else None."""
     from forge.runtime.checkpoints import verify
 
-    path = Path(run_dir) / TEACHER_DIR
+    path = Path(path)
     return path if path.is_dir() and verify(path, "size").ok else None
+
+
+def finetuned_teacher_in(run_dir: Path) -> Optional[Path]:
+    """`<run_dir>/teacher_sft` if an earlier attempt of this run finished fine-tuning it."""
+    return sealed_teacher(Path(run_dir) / TEACHER_DIR)
 
 
 def load_teacher(cfg: DictConfig, *, num_labels: int, kind: str, attn_implementation: str,

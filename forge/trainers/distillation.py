@@ -68,7 +68,7 @@ class DistillationModule(nn.Module):
         self.loss = loss
         self.alpha = float(alpha)
         self.teacher_trainable = teacher_trainable
-        object.__setattr__(self, "teacher_signals", teacher_signals)
+        self.teacher_signals = teacher_signals  # not a module: neither trained nor saved
         if teacher_trainable and teacher_signals is not None:
             raise ValueError("a co-trained teacher cannot be read from a cache")
         if teacher is None:

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from forge.data.base import model_inputs
-from forge.teachers.cache.store import SignalStore, entry_attention, entry_hidden, entry_logits
+from forge.teachers.cache.store import (
+    SignalStore, attention_offsets, entry_attention, entry_hidden, entry_logits, row_offsets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +44,16 @@ def build_entries(store: SignalStore, teacher: torch.nn.Module, dataset: Any,
     device = device or next(teacher.parameters()).device
     teacher.eval()
     lengths = store.lengths().astype(np.int64)
-    row_offsets = np.concatenate([[0], np.cumsum(lengths)])
+    rows = row_offsets(lengths)
     kinds = [_parse(name) for name in wanted]
     want_hidden = [i for k, i in kinds if k == "hidden"]
     want_attn = [i for k, i in kinds if k == "attn"]
     want_logits = any(k == "logits" for k, _ in kinds)
 
+    # Entries are created on the first batch, once the output sizes (classes, width, heads) are known.
     writers: dict[str, Any] = {}
+    meta: dict[str, dict[str, Any]] = {}
+    attn_starts: dict[str, np.ndarray] = {}
     order = np.argsort(lengths, kind="stable")
     try:
         for start in range(0, len(order), batch_size):
@@ -65,31 +70,31 @@ def build_entries(store: SignalStore, teacher: torch.nn.Module, dataset: Any,
                 logits = out.logits.float().cpu().numpy()
                 if logits.ndim != 2:
                     raise RuntimeError("the teacher cache stores sequence-level logits only ([B, C])")
-                w = writers.get("logits") or writers.setdefault("logits", store.new_entry(
-                    entry_logits(), (len(lengths), logits.shape[1]), dtype))
-                w.array[index] = logits.astype(dtype)
+                name = entry_logits()
+                if name not in writers:
+                    writers[name] = store.new_entry(name, (len(lengths), logits.shape[1]), dtype)
+                writers[name].array[index] = logits.astype(dtype)
             for layer in want_hidden:
                 hs = out.hidden_states[layer].float().cpu().numpy()
                 name = entry_hidden(layer)
-                w = writers.get(name) or writers.setdefault(name, store.new_entry(
-                    name, (int(row_offsets[-1]), hs.shape[-1]), dtype))
+                if name not in writers:
+                    writers[name] = store.new_entry(name, (int(rows[-1]), hs.shape[-1]), dtype)
                 for b, i in enumerate(index):
-                    n = lengths[i]
-                    w.array[row_offsets[i]:row_offsets[i] + n] = hs[b, :n].astype(dtype)
+                    writers[name].array[rows[i]:rows[i + 1]] = hs[b, :lengths[i]].astype(dtype)
             for layer in want_attn:
                 att = out.attentions[layer].float().cpu().numpy()
-                heads = att.shape[1]
                 name = entry_attention(layer)
                 if name not in writers:
-                    writers[name] = store.new_entry(name, (int((heads * lengths ** 2).sum()),), dtype)
-                    writers[name].heads = heads
-                    writers[name].offsets = np.concatenate([[0], np.cumsum(heads * lengths ** 2)])
-                w = writers[name]
+                    heads = att.shape[1]
+                    attn_starts[name] = attention_offsets(lengths, heads)
+                    writers[name] = store.new_entry(name, (int(attn_starts[name][-1]),), dtype)
+                    meta[name] = {"heads": heads}
+                starts = attn_starts[name]
                 for b, i in enumerate(index):
                     n = lengths[i]
-                    w.array[w.offsets[i]:w.offsets[i + 1]] = att[b, :, :n, :n].astype(dtype).reshape(-1)
+                    writers[name].array[starts[i]:starts[i + 1]] = att[b, :, :n, :n].astype(dtype).reshape(-1)
         for name, w in writers.items():
-            w.commit(**({"heads": w.heads} if hasattr(w, "heads") else {}))
+            w.commit(**meta.get(name, {}))
     except BaseException:
         for w in writers.values():
             if getattr(w, "array", None) is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -78,6 +78,3 @@ def model_input_columns(dataset: Any, candidates: Sequence[str]) -> list[str]:
         names = list(dataset[0].keys())
     return [key for key in candidates if key in (names or [])]
 
-
-def jsonable(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(dict(mapping), default=str))

@@ -87,6 +87,7 @@ class TeacherCacheSession:
         from forge.teachers.strategy import teacher_seed
 
         ts, tr = self.cfg.teacher_strategy, self.cfg.trainer
+        versions = package_versions()
         columns = model_input_columns(self.data.train, (*INPUT_KEYS, "labels", "label"))
         return digest({
             "format": FORMAT_VERSION,
@@ -98,19 +99,18 @@ class TeacherCacheSession:
                          "batch": ts.finetune_batch_size, "seed": teacher_seed(self.cfg)},
             "trainer": {k: tr.get(k) for k in ("weight_decay", "lr_scheduler_type", "max_grad_norm",
                                                  "gradient_accumulation_steps", "bf16", "fp16")},
-            "packages": {k: package_versions().get(k) for k in ("torch", "transformers")},
+            "packages": {k: versions.get(k) for k in ("torch", "transformers")},
         })
 
     def _shared_finetuned_teacher(self) -> Path:
         """The sealed fine-tuned teacher for this recipe, fine-tuning it first if nobody has."""
-        from forge.runtime.checkpoints import verify
-        from forge.teachers.strategy import teacher_init_rng
+        from forge.teachers.strategy import sealed_teacher, teacher_init_rng
 
         key = self.recipe_key()
         path = self.plan.root / "teachers" / short(key)
-        if not (path.is_dir() and verify(path, "size").ok):
+        if sealed_teacher(path) is None:
             with exclusive(self.plan.root / "teachers" / f".{short(key)}.lock", f"the fine-tuned teacher {path}"):
-                if not (path.is_dir() and verify(path, "size").ok):
+                if sealed_teacher(path) is None:  # another process may have sealed it while we waited
                     t0 = time.monotonic()
                     with teacher_init_rng(self.cfg):  # the head's init belongs to the recipe, not the run
                         teacher = self.load_teacher(None)

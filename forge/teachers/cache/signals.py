@@ -14,7 +14,9 @@ import numpy as np
 import torch
 
 from forge.losses.base import ForwardView, Needs
-from forge.teachers.cache.store import SignalStore, entry_attention, entry_hidden, entry_logits
+from forge.teachers.cache.store import (
+    SignalStore, attention_offsets, entry_attention, entry_hidden, entry_logits, row_offsets,
+)
 
 
 class CacheMismatchError(RuntimeError):
@@ -29,15 +31,15 @@ class CachedTeacherSignals:
         self.store = store
         self.needs = needs
         self.num_layers = num_layers
+        entries = store.entries()
         self.lengths = store.lengths().astype(np.int64)
-        self.row_offsets = np.concatenate([[0], np.cumsum(self.lengths)])
-        self.logits = store.open(entry_logits()) if needs.logits else None
-        self.hidden = {i: store.open(entry_hidden(i)) for i in sorted(hidden)} if needs.hidden_states else {}
-        self.attentions = {i: store.open(entry_attention(i)) for i in sorted(attentions)} if needs.attentions else {}
-        self.heads = {i: int(store.entries()[entry_attention(i)]["heads"]) for i in self.attentions}
-        self.attn_offsets = {
-            i: np.concatenate([[0], np.cumsum(self.heads[i] * self.lengths ** 2)]) for i in self.attentions
-        }
+        self.row_offsets = row_offsets(self.lengths)
+        self.logits = store.open(entry_logits(), entries) if needs.logits else None
+        self.hidden = {i: store.open(entry_hidden(i), entries) for i in sorted(hidden)} if needs.hidden_states else {}
+        self.attentions = ({i: store.open(entry_attention(i), entries) for i in sorted(attentions)}
+                           if needs.attentions else {})
+        self.heads = {i: int(entries[entry_attention(i)]["heads"]) for i in self.attentions}
+        self.attn_offsets = {i: attention_offsets(self.lengths, self.heads[i]) for i in self.attentions}
 
     def _check(self, index: np.ndarray, token_mask: torch.Tensor) -> np.ndarray:
         lengths = self.lengths[index]

@@ -42,6 +42,16 @@ def entry_attention(index: int) -> str:
     return f"attn_{index}"
 
 
+def row_offsets(lengths: np.ndarray) -> np.ndarray:
+    """[N + 1] start of each example's rows in a `hidden_<i>` entry (one row per real token)."""
+    return np.concatenate([[0], np.cumsum(lengths.astype(np.int64))])
+
+
+def attention_offsets(lengths: np.ndarray, heads: int) -> np.ndarray:
+    """[N + 1] start of each example's heads·len·len block in an `attn_<i>` entry."""
+    return np.concatenate([[0], np.cumsum(heads * lengths.astype(np.int64) ** 2)])
+
+
 @dataclass
 class SignalStore:
     """One key's directory. Reads are lock-free (entries are immutable once recorded)."""
@@ -85,9 +95,9 @@ class SignalStore:
     def lengths(self) -> np.ndarray:
         return np.load(self.path / LENGTHS)
 
-    def open(self, name: str) -> np.ndarray:
-        """A read-only memory map of a recorded entry."""
-        record = self.entries().get(name)
+    def open(self, name: str, entries: Optional[dict[str, dict[str, Any]]] = None) -> np.ndarray:
+        """A read-only memory map of a recorded entry (`entries`: a prior `entries()` to reuse)."""
+        record = (self.entries() if entries is None else entries).get(name)
         if record is None:
             raise KeyError(f"teacher cache {self.path} has no complete entry '{name}'")
         return np.load(self.path / record["file"], mmap_mode="r")
