@@ -2,8 +2,9 @@
 
 They give compose-time type checks (a string where an int belongs fails at compose) and allowed
 values (Enums: a projection or layer-map strategy that does not exist fails at compose, listing the
-valid ones). Range checks and cross-group checks (alpha in [0, 1], kd needs a teacher, layer maps
-within depth) live in `forge.config.validate`, which runs before any weights load.
+valid ones). Numeric fields declare their allowed range here (`at_least(1, default=100)`, see
+`forge.config.ranges`), checked for every group by `config_range_problems(cfg)` before any weights
+load; cross-group checks (kd needs a teacher, layer maps within depth) live with the plan.
 
 Group option files start with `defaults: [/schema/<group>@_here_: <schema>, _self_]`, so every
 option of a group is checked against its group's schema.
@@ -18,6 +19,8 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from forge.config.ranges import at_least, in_range, non_negative, positive, seed_field
+
 
 class ModelSource(str, Enum):
     """Where weights come from: a hub id, a local directory, or a model shipped in a pip package."""
@@ -30,9 +33,9 @@ class ModelSource(str, Enum):
 @dataclass
 class LoraSpec:
     enabled: bool = False
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
+    r: int = at_least(1, default=8)
+    alpha: int = positive(default=16)
+    dropout: float = in_range(0, 1, high_open=True, default=0.05)
     target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
 
 
@@ -62,12 +65,12 @@ class ModelConfig:
 
 @dataclass
 class ModeConfig:
-    """`trainer` is instantiated with the built objects (models, loss, data); `requires_teacher`
-    makes a missing teacher a config error."""
+    """A mode object (`forge.modes`), built by `_target_`. `trainer` holds the mode's own settings
+    (`mode.trainer.*`): the mode checks them, and builds its trainer from them."""
 
+    _target_: str = MISSING
     name: str = MISSING
-    requires_teacher: bool = False
-    trainer: Any = MISSING
+    trainer: Any = field(default_factory=dict)
 
 
 @dataclass
@@ -84,12 +87,12 @@ class TeacherStrategyConfig:
     finetune_first: bool = False
     cotrain: bool = False
     checkpoint: Optional[str] = None
-    finetune_steps: int = 200
-    finetune_learning_rate: float = 5e-5
-    finetune_batch_size: int = 16
+    finetune_steps: int = at_least(1, default=200)
+    finetune_learning_rate: float = positive(default=5e-5)
+    finetune_batch_size: int = at_least(1, default=16)
     # The teacher fine-tuning's seed (its head's init and data order); null: the run's seed. A
     # factorial study fixes it so every arm and student seed distils from one teacher.
-    seed: Optional[int] = None
+    seed: Optional[int] = seed_field(default=None)
     # Context baking: text the teacher sees before each prompt (as the chat system message, or
     # prepended to a plain prompt) and the student never does (mode=gkd, decoder tasks).
     context: Optional[str] = None
@@ -109,10 +112,10 @@ class TaskConfig:
     _target_: str = MISSING
     name: str = MISSING
     data_dir: Optional[str] = None
-    max_train_samples: Optional[int] = None
-    max_eval_samples: Optional[int] = None
-    max_length: int = 128
-    seed: int = 42
+    max_train_samples: Optional[int] = at_least(1, default=None)
+    max_eval_samples: Optional[int] = at_least(1, default=None)
+    max_length: int = at_least(1, default=128)
+    seed: int = seed_field(default=42)
 
 
 @dataclass
@@ -146,33 +149,35 @@ class TranslationTaskConfig(TaskConfig):
     prompt_template: str = "Translate the following English text to French.\nEnglish: {source}\nFrench:"
     chat_template: str = "auto"
     system_prompt: Optional[str] = None
-    max_length: int = 256
-    max_new_tokens: int = 96
-    num_beams: int = 1
+    max_length: int = at_least(1, default=256)
+    max_new_tokens: int = at_least(1, default=96)
+    num_beams: int = at_least(1, default=1)
 
 
 @dataclass
 class TrainerConfig:
-    """The stable subset of transformers.TrainingArguments that Forge exposes (trainer.*)."""
+    """The stable subset of transformers.TrainingArguments that Forge exposes (trainer.*). Training
+    length is `max_steps` (optimizer steps; epochs follow from it and the batch size)."""
 
-    max_steps: int = 100
-    num_train_epochs: float = 1.0
-    per_device_train_batch_size: int = 16
-    per_device_eval_batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.0
+    max_steps: int = at_least(1, default=100)
+    per_device_train_batch_size: int = at_least(1, default=16)
+    per_device_eval_batch_size: int = at_least(1, default=64)
+    gradient_accumulation_steps: int = at_least(1, default=1)
+    learning_rate: float = positive(default=5e-5)
+    weight_decay: float = non_negative(default=0.01)
+    warmup_ratio: float = in_range(0, 1, default=0.0)
     lr_scheduler_type: str = "linear"
-    max_grad_norm: float = 1.0
-    logging_steps: int = 10
-    save_steps: int = 500
+    # 0 turns gradient clipping off.
+    max_grad_norm: float = non_negative(default=1.0)
+    logging_steps: int = at_least(1, default=10)
+    # 0: no checkpoints during training.
+    save_steps: int = non_negative(default=500)
     # Complete checkpoints kept (Forge rotates; the newest complete one is never deleted).
-    save_total_limit: Optional[int] = 2
+    save_total_limit: Optional[int] = at_least(1, default=2)
     # Score the student with the task's eval loop every N steps (0: only before and after
     # training); feeds the peak-metric tracker.
-    eval_steps: int = 0
-    dataloader_num_workers: int = 0
+    eval_steps: int = non_negative(default=0)
+    dataloader_num_workers: int = non_negative(default=0)
     bf16: bool = False
     fp16: bool = False
 
@@ -203,7 +208,7 @@ class TeacherConfig:
     cache: CacheMode = CacheMode.auto
     cache_root: Optional[str] = None
     cache_dtype: CacheDtype = CacheDtype.float16
-    cache_batch_size: int = 64
+    cache_batch_size: int = at_least(1, default=64)
 
 
 class OnSignal(str, Enum):
@@ -228,7 +233,7 @@ class SignalsConfig:
 
     catch: list[str] = field(default_factory=lambda: ["SIGUSR1", "SIGUSR2", "SIGTERM"])
     on_signal: OnSignal = OnSignal.requeue
-    exit_code: int = 75
+    exit_code: int = in_range(0, 255, default=75)
     # After these, Forge asks for a requeue (submitit or `scontrol requeue`); after the others
     # (SIGTERM: scancel, preemption) it only saves and exits, and SLURM decides.
     requeue_on: list[str] = field(default_factory=lambda: ["SIGUSR1", "SIGUSR2"])
@@ -240,11 +245,88 @@ class CheckpointConfig:
 
 
 @dataclass
+class BuiltObjectConfig:
+    """A group whose option builds one object: `_target_` names its class, `name` the option; every
+    other key of a subclass is a constructor argument, so an unknown key is refused."""
+
+    _target_: str = MISSING
+    name: str = MISSING
+
+
+@dataclass
+class LoggerConfig(BuiltObjectConfig):
+    """The `logger` group: a Tracker (forge.tracking); one subclass per option."""
+
+
+@dataclass
+class NullLoggerConfig(LoggerConfig):
+    """logger=none: forge.tracking.base.NullTracker(name)."""
+
+    _target_: str = "forge.tracking.base.NullTracker"
+    name: str = "none"
+
+
+@dataclass
+class WandbLoggerConfig(LoggerConfig):
+    """logger=wandb: forge.tracking.wandb_tracker.WandbTracker's arguments.
+    mode: auto | online | offline | disabled (auto: $WANDB_MODE, else online with a key, else offline)."""
+
+    _target_: str = "forge.tracking.wandb_tracker.WandbTracker"
+    name: str = "wandb"
+    project: str = "forge"
+    entity: Optional[str] = None
+    mode: str = "auto"
+    tags: list[str] = field(default_factory=list)
+    group: Optional[str] = None
+    notes: Optional[str] = None
+
+
+@dataclass
+class TeacherBackendConfig(BuiltObjectConfig):
+    """The `teacher_backend` group: a TeacherBackend (forge.teachers.backends), built around the run's
+    objects (the teacher model or the student's tokenizer, passed at build time)."""
+
+
+@dataclass
+class HFBackendConfig(TeacherBackendConfig):
+    """teacher_backend=hf: the teacher in this process. top_k: null = dense logits; N = a top-N view."""
+
+    _target_: str = "forge.teachers.backends.hf.HFTeacherBackend"
+    name: str = "hf"
+    top_k: Optional[int] = at_least(1, default=None)
+
+
+@dataclass
+class OpenAIBackendConfig(TeacherBackendConfig):
+    """teacher_backend=openai|vllm: OpenAICompatibleBackend's arguments (a /v1/completions server).
+
+    api_key_env names the environment variable holding the key (the key is never in a config);
+    top_k: candidates asked per position; max_k: the server's cap on logprobs (null: none);
+    echo_max_tokens: max_tokens of a scoring request (llama.cpp 1, vLLM 0); on_missing: skip | raise.
+    """
+
+    _target_: str = "forge.teachers.backends.openai.OpenAICompatibleBackend"
+    name: str = "openai"
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: Optional[str] = None
+    api_key_env: Optional[str] = "OPENAI_API_KEY"
+    top_k: int = at_least(1, default=20)
+    max_k: Optional[int] = at_least(1, default=None)
+    timeout_s: float = positive(default=60.0)
+    max_retries: int = non_negative(default=3)
+    backoff_s: float = non_negative(default=1.0)
+    echo_max_tokens: int = non_negative(default=1)
+    request_extra: dict[str, Any] = field(default_factory=dict)
+    generate_extra: dict[str, Any] = field(default_factory=dict)
+    on_missing: str = "raise"
+
+
+@dataclass
 class ForgeConfig:
     """The top level. `seed`, `alpha`, `output_root` are the anchors other groups may interpolate."""
 
-    seed: int = 42
-    alpha: float = 0.0
+    seed: int = seed_field(default=42)
+    alpha: float = in_range(0, 1, default=0.0)
     output_root: str = "outputs"
     run_dir: Optional[str] = None
     # auto: continue from the run directory's latest complete checkpoint; never; or a path to a
@@ -255,7 +337,8 @@ class ForgeConfig:
     study_name: Optional[str] = None
     signals: SignalsConfig = field(default_factory=SignalsConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    logger: Any = None
+    # null (logger=null) tracks nothing, like logger=none.
+    logger: Optional[LoggerConfig] = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     task: Any = MISSING
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -264,7 +347,7 @@ class ForgeConfig:
     teacher_strategy: TeacherStrategyConfig = field(default_factory=TeacherStrategyConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     # Where the teacher's distribution comes from: hf (in-process) | vllm | openai (a server).
-    teacher_backend: Any = None
+    teacher_backend: Optional[TeacherBackendConfig] = None
 
 
 _REGISTERED = False
@@ -285,10 +368,11 @@ def register_schemas() -> None:
     cs.store(group="schema/task", name="task", node=TaskConfig)
     cs.store(group="schema/task", name="glue", node=GlueTaskConfig)
     cs.store(group="schema/task", name="translation", node=TranslationTaskConfig)
-    try:  # loss schemas live beside the losses
-        from forge.losses.schema import register_loss_schemas
-    except ImportError:  # pragma: no cover - during bootstrap
-        pass
-    else:
-        register_loss_schemas(cs)
+    cs.store(group="schema/logger", name="none", node=NullLoggerConfig)
+    cs.store(group="schema/logger", name="wandb", node=WandbLoggerConfig)
+    cs.store(group="schema/teacher_backend", name="hf", node=HFBackendConfig)
+    cs.store(group="schema/teacher_backend", name="openai", node=OpenAIBackendConfig)
+    from forge.config.loss_schema import register_loss_schemas
+
+    register_loss_schemas(cs)
     _REGISTERED = True

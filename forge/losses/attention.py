@@ -11,22 +11,18 @@ head h (equal head counts only).
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Any
 
 import torch
 
 from forge.config.errors import ConfigProblem
+from forge.config.loss_schema import HeadMap
 from forge.losses.base import (
     DistillationLoss, ForwardView, LossBatch, LossOutput, Needs, TeacherLayers, mean_rows, select_positions,
 )
 from forge.losses.layer_map import LayerMapSpec, enum_value, layer_pairs, validate_layer_map
 from forge.models.info import ModelInfo
 
-
-class HeadMap(str, Enum):
-    average = "average"
-    match = "match"
 
 
 class AttentionKL(DistillationLoss):

@@ -18,16 +18,8 @@ from typing import Any, Mapping, Sequence
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from forge.config.errors import ConfigError, ConfigProblem
+from forge.config.loss_schema import LayerMapStrategy
 
-
-class LayerMapStrategy(str, Enum):
-    """uniform: every student block to an evenly spaced teacher block; last_n: the last n blocks of
-    each; first_last: first and last blocks; custom: explicit [student, teacher] pairs."""
-
-    uniform = "uniform"
-    last_n = "last_n"
-    first_last = "first_last"
-    custom = "custom"
 
 
 def enum_value(value: Any) -> Any:

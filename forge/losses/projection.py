@@ -7,20 +7,12 @@ exported on its own.
 
 from __future__ import annotations
 
-from enum import Enum
 
 from torch import nn
 
+from forge.config.loss_schema import Projection
 from forge.losses.layer_map import enum_value
 
-
-class Projection(str, Enum):
-    """identity: sizes must match; linear: one Linear (FitNets' regressor);
-    mlp: Linear-GELU-Linear."""
-
-    identity = "identity"
-    linear = "linear"
-    mlp = "mlp"
 
 
 def make_projection(kind: Projection | str, in_features: int, out_features: int) -> nn.Module:

@@ -1,8 +1,13 @@
-"""Hydra schemas of the loss group, stored under `schema/loss/<name>`.
+"""Hydra schemas of the loss group, stored under `schema/loss/<name>`, and the loss settings' choices.
+
+They live in the config layer (the ground floor): the losses import their choices from here, and
+nothing here imports a loss.
 
 Each `conf/loss/*.yaml` starts with `defaults: [/schema/loss@_here_: <name>, ...]`, so a typo in a
 key, a string where a number belongs, or an unknown projection / layer-map strategy / head map fails
-at compose time, with OmegaConf listing the valid Enum values. Defaults here match
+at compose time, with OmegaConf listing the valid Enum values; numeric fields declare their range
+(`forge.config.ranges`: a temperature of 0 or a negative weight is refused before anything loads).
+Defaults here match
 `conf/base/loss/*.yaml` (temperature 2, uniform map, linear projection, averaged heads).
 
 Composite parts (`loss.feature`, ...) have no `name`: `build_loss` instantiates them as arguments.
@@ -11,13 +16,39 @@ Composite parts (`loss.feature`, ...) have no `name`: `build_loss` instantiates 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import List, Optional
 
 from omegaconf import MISSING
 
-from forge.losses.attention import HeadMap
-from forge.losses.layer_map import LayerMapStrategy
-from forge.losses.projection import Projection
+from forge.config.ranges import at_least, non_negative, positive
+
+
+class LayerMapStrategy(str, Enum):
+    """uniform: every student block to an evenly spaced teacher block; last_n: the last n blocks of
+    each; first_last: first and last blocks; custom: explicit [student, teacher] pairs."""
+
+    uniform = "uniform"
+    last_n = "last_n"
+    first_last = "first_last"
+    custom = "custom"
+
+
+class Projection(str, Enum):
+    """identity: sizes must match; linear: one Linear (FitNets' regressor);
+    mlp: Linear-GELU-Linear."""
+
+    identity = "identity"
+    linear = "linear"
+    mlp = "mlp"
+
+
+class HeadMap(str, Enum):
+    """average: compare head-averaged attention maps (any head counts); match: head by head."""
+
+    average = "average"
+    match = "match"
+
 
 
 @dataclass
@@ -25,14 +56,14 @@ class LayerMapConfig:
     """`n` is read by last_n, `pairs` ([[student, teacher], ...], hidden-state indices) by custom."""
 
     strategy: LayerMapStrategy = LayerMapStrategy.uniform
-    n: int = 1
+    n: int = at_least(1, default=1)
     pairs: Optional[List[List[int]]] = None
 
 
 @dataclass
 class ResponsePart:
     _target_: str = MISSING
-    temperature: float = 2.0
+    temperature: float = positive(default=2.0)
 
 
 @dataclass
@@ -53,23 +84,23 @@ class AttentionPart:
 class FamilyWeights:
     """Combined weights; a family absent from the composite ignores its weight."""
 
-    feature: float = 1.0
-    attention: float = 1.0
-    response: float = 1.0
+    feature: float = non_negative(default=1.0)
+    attention: float = non_negative(default=1.0)
+    response: float = non_negative(default=1.0)
 
 
 @dataclass
 class PhaseWeights:
     """Staged weights: a family not named in a phase weighs 0 there."""
 
-    feature: float = 0.0
-    attention: float = 0.0
-    response: float = 0.0
+    feature: float = non_negative(default=0.0)
+    attention: float = non_negative(default=0.0)
+    response: float = non_negative(default=0.0)
 
 
 @dataclass
 class Phase:
-    until_step: Optional[int] = None
+    until_step: Optional[int] = at_least(1, default=None)
     weights: PhaseWeights = field(default_factory=PhaseWeights)
 
 
@@ -114,7 +145,7 @@ class StagedLossConfig:
     attention: Optional[AttentionPart] = None
     response: Optional[ResponsePart] = None
     phases: List[Phase] = field(default_factory=list)
-    ramp_steps: int = 0
+    ramp_steps: int = non_negative(default=0)
 
 
 def register_loss_schemas(cs) -> None:
