@@ -55,3 +55,16 @@ class ProblemCollector:
     def raise_if_any(self) -> None:
         if self.problems:
             raise ConfigError(self.problems)
+
+
+class ForgeFailure(RuntimeError):
+    """An expected runtime failure: the message says what happened and what to do, so `launch.py`
+    prints it without a Python traceback and exits 1 (the run directory says `failed`).
+
+    Tracebacks are for bugs. A teacher server that stays unreachable, a NaN loss or a data file
+    with no usable rows is not a bug in Forge, and a wall of stack frames would hide the message.
+    """
+
+
+class DataError(ForgeFailure):
+    """A data file cannot be used (no usable rows, a broken header): the message names the file."""

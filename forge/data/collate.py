@@ -12,8 +12,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from transformers import DataCollatorWithPadding
 
-#: keys a sequence-classification model takes as inputs (token_type_ids only if tokenised so).
-MODEL_INPUT_KEYS: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
+from forge.data.base import TOKENIZER_INPUT_KEYS
 
 
 class ClassificationCollator:
@@ -28,7 +27,7 @@ class ClassificationCollator:
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         kept = []
         for feature in features:
-            item = {key: feature[key] for key in MODEL_INPUT_KEYS if key in feature}
+            item = {key: feature[key] for key in TOKENIZER_INPUT_KEYS if key in feature}
             label = feature["labels"] if "labels" in feature else feature["label"]
             item["labels"] = int(label)
             kept.append(item)

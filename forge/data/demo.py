@@ -9,30 +9,39 @@ output), with negations and mixed-aspect sentences so that a tiny model does not
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from forge.config.errors import ConfigError, ConfigProblem
 from forge.data.classification import ClassificationHandler, TextExamples
-from forge.data.tsv import find_split_file, iter_rows, split_file_pattern
+from forge.data.tsv import data_error, find_split_file, iter_rows, no_usable_rows, split_file_pattern
 
 #: the packaged data folder (covered by pyproject's package-data `data/demo/*.tsv`).
 DEMO_DATA_DIR = Path(__file__).resolve().parent / "demo"
 
 _SPLIT_FILES = {"train": "train", "validation": "dev"}
+_DEMO_FIX = "use a UTF-8 TSV with the header sentence<TAB>label and one `text<TAB>0|1` row per line"
 
 
 def read_sentence_label_tsv(path: Path) -> TextExamples:
-    """A `sentence<TAB>label` file with that header."""
+    """A `sentence<TAB>label` file with that header; any other row is a DataError (the demo
+    format is strict: these files are written by a script, not downloaded)."""
     rows = iter_rows(path)
-    header = next(rows, None)
-    if header != ["sentence", "label"]:
-        raise ValueError(f"{path}: expected the header ['sentence', 'label'], found {header}")
-    texts: list[str] = []
-    labels: list[int] = []
-    for line, row in enumerate(rows, start=2):
-        if len(row) != 2 or row[1] not in ("0", "1"):
-            raise ValueError(f"{path}:{line}: expected 'sentence<TAB>0|1', found {row}")
-        texts.append(row[0])
-        labels.append(int(row[1]))
+    try:
+        header = next(rows, None)
+        if header != ["sentence", "label"]:
+            found = "an empty file" if header is None else f"the header {header}"
+            raise data_error(path, f"expected the header ['sentence', 'label'], found {found}", _DEMO_FIX)
+        texts: list[str] = []
+        labels: list[int] = []
+        for line, row in enumerate(rows, start=2):
+            if len(row) != 2 or row[1] not in ("0", "1"):
+                raise data_error(f"{path}:{line}", f"expected 'sentence<TAB>0|1', found {row}", _DEMO_FIX)
+            texts.append(row[0])
+            labels.append(int(row[1]))
+    finally:
+        rows.close()
+    if not texts:
+        raise no_usable_rows(path, 0, "", _DEMO_FIX)
     return TextExamples(texts=texts, labels=labels)
 
 
@@ -44,23 +53,8 @@ class DemoHandler(ClassificationHandler):
     primary_metric = "accuracy"
     eval_set_names = ("validation",)
 
-    def __init__(
-        self,
-        name: str = "demo",
-        data_dir: str | None = None,
-        max_train_samples: int | None = None,
-        max_eval_samples: int | None = None,
-        max_length: int = 64,
-        seed: int = 42,
-    ) -> None:
-        super().__init__(
-            name=name,
-            data_dir=data_dir,
-            max_train_samples=max_train_samples,
-            max_eval_samples=max_eval_samples,
-            max_length=max_length,
-            seed=seed,
-        )
+    def __init__(self, name: str = "demo", max_length: int = 64, **common: Any) -> None:
+        super().__init__(name=name, max_length=max_length, **common)
 
     @property
     def folder(self) -> Path:

@@ -19,7 +19,14 @@ from typing import Any, Callable, Mapping
 
 from forge.config.errors import ConfigError, ConfigProblem
 from forge.data.classification import ClassificationHandler, TextExamples
-from forge.data.tsv import find_split_file, iter_rows, read_header, split_file_pattern
+from forge.data.tsv import (
+    data_error,
+    find_split_file,
+    iter_rows,
+    no_usable_rows,
+    read_header,
+    split_file_pattern,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,36 +41,34 @@ def _read_with_header(path: Path, spec: "GlueTaskSpec") -> TextExamples:
 
     Like the GLUE loaders (csv.DictReader + "filter out corrupted rows"), a row that lacks one of
     the needed fields, or whose label cannot be read, is skipped and counted; the count is logged
-    so a truncated download does not pass silently.
+    so a truncated download does not pass silently, and a file with no usable row is a DataError.
     """
     rows = iter_rows(path)
-    header = next(rows, None)
-    if header is None:
-        raise ValueError(f"{path}: empty file; expected a header with {list(spec.columns)}")
-    missing = [c for c in spec.columns if c not in header]
-    if missing:
-        raise ValueError(
-            f"{path}: header lacks column(s) {missing}; found {header}. Is this the GLUE "
-            f"{spec.display} file?"
-        )
-    text_idx = [header.index(c) for c in spec.text_columns]
-    label_idx = header.index(spec.label_column)
-    needed = max(text_idx + [label_idx])
-    texts: list[list[str]] = [[] for _ in text_idx]
-    labels: list[int] = []
-    skipped = 0
-    for row in rows:
-        if len(row) <= needed:
-            skipped += 1
-            continue
-        label = spec.parse_label(row[label_idx])
-        if label is None:
-            skipped += 1
-            continue
-        for column, idx in zip(texts, text_idx):
-            column.append(row[idx])
-        labels.append(label)
-    _log_skipped(path, spec, skipped)
+    try:
+        header = next(rows, None)
+        if header is None:
+            raise data_error(path, f"empty file; expected a header with {list(spec.columns)}", _fix(spec))
+        missing = [c for c in spec.columns if c not in header]
+        if missing:
+            raise data_error(path, f"header lacks column(s) {missing}; found {header[:12]}. Is this "
+                             f"the GLUE {spec.display} file?", _fix(spec))
+        text_idx = [header.index(c) for c in spec.text_columns]
+        label_idx = header.index(spec.label_column)
+        needed = max(text_idx + [label_idx])
+        texts: list[list[str]] = [[] for _ in text_idx]
+        labels: list[int] = []
+        skipped = 0
+        for row in rows:
+            label = spec.parse_label(row[label_idx]) if len(row) > needed else None
+            if label is None:
+                skipped += 1
+                continue
+            for column, idx in zip(texts, text_idx):
+                column.append(row[idx])
+            labels.append(label)
+    finally:
+        rows.close()
+    _check_rows(path, spec, len(labels), skipped)
     return TextExamples(texts=texts[0], labels=labels, text_pairs=texts[1] if len(texts) > 1 else None)
 
 
@@ -79,19 +84,26 @@ def _read_cola(path: Path, spec: "GlueTaskSpec") -> TextExamples:
             continue
         texts.append(row[3])
         labels.append(label)
-    _log_skipped(path, spec, skipped)
+    _check_rows(path, spec, len(labels), skipped, nothing="an empty file")
     return TextExamples(texts=texts, labels=labels)
 
 
-def _log_skipped(path: Path, spec: "GlueTaskSpec", skipped: int) -> None:
+def _check_rows(path: Path, spec: "GlueTaskSpec", kept: int, skipped: int,
+                nothing: str = "only a header, no data rows") -> None:
+    """No usable row: a DataError naming the file. Some rows skipped: a warning with the count."""
+    why = "they lack fields or their label could not be read"
+    if not kept:
+        raise no_usable_rows(path, skipped, why, _fix(spec), nothing=nothing)
     if skipped:
-        logger.warning(
-            "%s %s: skipped %d malformed row(s) (missing fields or an unreadable label), as the "
-            "GLUE loaders do",
-            spec.display,
-            path.name,
-            skipped,
-        )
+        logger.warning("%s %s: skipped %d malformed row(s) (%s), as the GLUE loaders do",
+                       spec.display, path.name, skipped, why)
+
+
+def _fix(spec: "GlueTaskSpec") -> str:
+    layout = (f"a header naming {', '.join(spec.columns)}" if spec.has_header
+              else "no header, 4 tab-separated columns: source, label (0/1), original mark, sentence")
+    return (f"use the original GLUE {spec.display} file ({layout}); a truncated or converted "
+            "download loses rows. Or set task.data_dir=null to load the task from the hub")
 
 
 def _int_label(valid: range) -> Callable[[str], int | None]:
@@ -196,25 +208,8 @@ GLUE_TASKS: dict[str, GlueTaskSpec] = {
 class GlueHandler(ClassificationHandler):
     """One GLUE task, from the hub or from a folder of original GLUE TSV files."""
 
-    def __init__(
-        self,
-        name: str,
-        glue_task: str,
-        data_dir: str | None = None,
-        max_train_samples: int | None = None,
-        max_eval_samples: int | None = None,
-        max_length: int = 128,
-        seed: int = 42,
-        hub_dataset: str = "nyu-mll/glue",
-    ) -> None:
-        super().__init__(
-            name=name,
-            data_dir=data_dir,
-            max_train_samples=max_train_samples,
-            max_eval_samples=max_eval_samples,
-            max_length=max_length,
-            seed=seed,
-        )
+    def __init__(self, name: str, glue_task: str, hub_dataset: str = "nyu-mll/glue", **common: Any) -> None:
+        super().__init__(name=name, **common)
         # An unknown task is reported by validate() with the valid names, not raised here, so it
         # is listed together with every other config problem.
         self.glue_task = str(getattr(glue_task, "value", glue_task))

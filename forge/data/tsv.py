@@ -4,6 +4,9 @@ GLUE texts contain unbalanced quotes (`"`), so every reader uses csv.QUOTE_NONE:
 character and a row ends at the newline. Files may be stored as `X.tsv` or `X.tsv.gz` (large
 splits are often kept compressed); gzip is detected from the magic bytes, not the name, so a
 mis-named file still reads.
+
+A file that cannot be used (no header where one is needed, no usable rows) is a `DataError` naming
+the file, what was wrong and how to fix it (`data_error`, `no_usable_rows`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import gzip
 import io
 from pathlib import Path
 from typing import Iterator, TextIO
+
+from forge.config.errors import DataError
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -54,3 +59,17 @@ def read_header(path: Path) -> list[str]:
         return next(rows, [])
     finally:
         rows.close()
+
+
+def data_error(where: Path | str, problem: str, fix: str) -> DataError:
+    """`<where>: <problem>. Fix: <fix>`, the shape of every data-file error (where: a path, or
+    `path:line`)."""
+    return DataError(f"{where}: {problem}. Fix: {fix}")
+
+
+def no_usable_rows(path: Path, skipped: int, why_skipped: str, fix: str,
+                   nothing: str = "only a header, no data rows") -> DataError:
+    """The error for a file that yields zero usable rows: every row was skipped (`why_skipped`
+    says why: "the label could not be read"), or there were none (`nothing`)."""
+    found = f"{skipped} row(s) skipped because {why_skipped}" if skipped else nothing
+    return data_error(path, f"no usable rows: {found}", fix)

@@ -103,6 +103,7 @@ def test_handler_prepare_metrics_and_compose(tmp_path: Path) -> None:
     data = h.prepare(tokenizer)
     assert (len(data.train), len(data.eval_sets["validation"])) == (32, 10)
     assert data.info["source"] == "packaged:forge/data/demo"
+    assert (data.info["primary_metric"], data.info["greater_is_better"]) == ("accuracy", True)
     batch = data.collator([data.train[i] for i in range(8)])
     assert batch["input_ids"].shape == batch["attention_mask"].shape and batch["input_ids"].shape[0] == 8
     assert batch["labels"].tolist() == data.train["label"][:8]

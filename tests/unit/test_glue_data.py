@@ -258,7 +258,7 @@ def test_validate_ok_dirs_and_bad_header(tmp_path: Path) -> None:
 
 def test_validate_other_keys(tmp_path: Path) -> None:
     problems = handler("stsb", None, max_train_samples=0, max_length=-1).validate()
-    assert {p.key for p in problems} == {"task.max_train_samples", "task.max_length", "task.glue_task"}
+    assert {p.key for p in problems} == {"task.glue_task"}  # numeric ranges: the task schema's (test_ranges)
     unknown = next(p for p in problems if p.key == "task.glue_task")
     assert "cola, mnli, qqp, sst2" in unknown.message
     assert handler("sst2", None).validate() == []  # hub: nothing to check offline
@@ -323,6 +323,8 @@ def test_prepare_single_sentence_with_real_tokenizer(tokenizer) -> None:
     assert len(data.train) == 16 and list(data.eval_sets) == ["validation"]
     assert len(data.eval_sets["validation"]) == 8
     assert data.info["text_columns"] == ["text"] and data.info["label_names"] == ["negative", "positive"]
+    assert (data.info["primary_metric"], data.info["greater_is_better"]) == ("accuracy", True)
+    assert data.info["num_train"] == 16 and data.info["num_eval"] == {"validation": 8}
     row = data.train[0]
     assert isinstance(row["text"], str) and row["input_ids"][0] == tokenizer.cls_token_id
     features = [data.eval_sets["validation"][i] for i in range(5)]

@@ -17,7 +17,7 @@ import pytest
 import sacrebleu
 import torch
 
-from forge.config.errors import ConfigError
+from forge.config.errors import ConfigError, DataError
 from forge.config.schema import TranslationTaskConfig
 from forge.data.causal_collate import IGNORE_INDEX, CausalLMCollator, CausalLMEvalCollator, pad_sequences
 from forge.data.classification import sample_indices
@@ -130,10 +130,10 @@ def test_read_pairs_plain_and_gzipped_by_column_name(tmp_path: Path, gz: bool, c
 
 
 def test_read_pairs_header_errors(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"lacks column\(s\) \['fr'\]"):
+    with pytest.raises(DataError, match=r"a\.tsv: header lacks column\(s\) \['fr'\]"):
         read_pairs_tsv(write_tsv(tmp_path / "a.tsv", [("x", "y")], header=("en", "de")), "en", "fr")
     (tmp_path / "empty.tsv").write_text("")
-    with pytest.raises(ValueError, match="empty file"):
+    with pytest.raises(DataError, match="empty.tsv: empty file"):
         read_pairs_tsv(tmp_path / "empty.tsv", "en", "fr")
 
 
@@ -201,9 +201,8 @@ def test_validate_problems(tmp_path: Path) -> None:
     bad = handler(tmp_path / "missing", max_train_samples=0, max_eval_samples=-3, chat_template="sometimes",
                   prompt_template="Translate: {text}", max_length=0, max_new_tokens=0, num_beams=0)
     problems = problems_by_key(bad)
-    assert set(problems) == {"task.max_train_samples", "task.max_eval_samples", "task.chat_template",
-                             "task.prompt_template", "task.max_length", "task.max_new_tokens",
-                             "task.num_beams", "task.data_dir"}
+    # numeric ranges (max_length, caps, max_new_tokens, num_beams) are the task schema's (test_ranges)
+    assert set(problems) == {"task.chat_template", "task.prompt_template", "task.data_dir"}
     assert "directory does not exist" in problems["task.data_dir"]
     assert "auto, always, never" in problems["task.chat_template"]
     assert "{source}" in problems["task.prompt_template"]
@@ -290,9 +289,13 @@ def test_hub_with_validation_split_and_plain_columns(monkeypatch) -> None:
 def test_handler_kind_metrics_and_config_keys() -> None:
     h = handler(None)
     assert (h.model_kind, h.primary_metric, h.num_labels) == ("causal_lm", "bleu", 0)
+    assert (h.greater_is_better, h.supports_teacher_context) == (True, True)
     assert h.metric_names == ("bleu", "chrf")
-    params = set(inspect.signature(TranslationHandler.__init__).parameters) - {"self"}
-    assert {f.name for f in fields(TranslationTaskConfig)} - {"_target_"} == params
+    assert {f.name for f in fields(TranslationTaskConfig)} - {"_target_"} == set(TranslationHandler.config_keys())
+    # its own keys only; the prompt keys are PromptCompletionHandler's, the shared ones the base's
+    own = set(inspect.signature(TranslationHandler.__init__).parameters) - {"self", "common"}
+    assert own == {"name", "hub_dataset", "hub_config", "source_lang", "target_lang", "train_file",
+                   "eval_file", "prompt_template"}
 
 
 def test_task_yaml_composes_and_instantiates() -> None:
@@ -375,7 +378,7 @@ def test_chat_template_modes_and_missing_template(data_dir: Path) -> None:
     with pytest.raises(ConfigError, match="task.chat_template='always': the tokenizer has no chat template"):
         handler(data_dir, chat_template="always").prepare(without)
     (data_dir / "corpus_heldout.tsv").write_text("en\tfr\n")  # a header and no rows
-    with pytest.raises(ValueError, match="the validation split .* has no rows"):
+    with pytest.raises(DataError, match="corpus_heldout.tsv: no usable rows: only a header"):
         handler(data_dir, chat_template="never").prepare(with_template)
 
 
@@ -472,6 +475,10 @@ def test_real_batches_left_and_right_layouts(data_dir: Path, tokenizer) -> None:
     assert set(data.collator(features)) == set(batch) - {"references"}
     assert data.info["num_train"] == len(ROWS) and data.info["num_eval"] == {"validation": 2}
     assert data.info["metrics"] == ["bleu", "chrf"] and data.info["primary_metric"] == "bleu"
+    assert data.info["greater_is_better"] is True
+    assert (data.info["source_lang"], data.info["target_lang"]) == ("en", "fr")
+    assert data.info["truncated"] == {"train": {"examples": 0, "source": 0, "target": 0},
+                                      "validation": {"examples": 0, "source": 0, "target": 0}}
 
 
 @pytest.mark.parametrize("chat", ["auto", "never"])
