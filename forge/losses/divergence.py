@@ -70,8 +70,9 @@ def _kl_terms(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return terms.masked_fill(absent, 0.0)
 
 
-def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """KL(p‖q) over the last dimension, from log-probabilities: shape [...]."""
+def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """KL(p‖q) over the last dimension, from log-probabilities: shape [...]. NaN-safe where p has
+    no mass (see `_kl_terms`); every KL in Forge's losses goes through it."""
     return _kl_terms(log_p, log_q).sum(-1)
 
 
@@ -85,16 +86,16 @@ def _mixture_log_probs(
 def _jsd_per_position(log_ps: torch.Tensor, log_pt: torch.Tensor, beta: float) -> torch.Tensor:
     """Generalized JSD(β) per position, from normalised log-probabilities [..., V] -> [...]."""
     if beta == 0.0:
-        return _kl(log_pt, log_ps)  # forward KL(teacher ‖ student): mode covering
+        return kl_divergence(log_pt, log_ps)  # forward KL(teacher ‖ student): mode covering
     if beta == 1.0:
-        return _kl(log_ps, log_pt)  # reverse KL(student ‖ teacher): mode seeking
+        return kl_divergence(log_ps, log_pt)  # reverse KL(student ‖ teacher): mode seeking
     # Where neither side has mass, logaddexp(−inf, −inf) has a NaN gradient; the mixture's value
     # there is never read (both KL terms are 0), so feed it zeros instead.
     neither = (log_pt == float("-inf")) & (log_ps == float("-inf"))
     log_m = _mixture_log_probs(
         log_pt.masked_fill(neither, 0.0), log_ps.masked_fill(neither, 0.0), beta
     )
-    return beta * _kl(log_pt, log_m) + (1.0 - beta) * _kl(log_ps, log_m)
+    return beta * kl_divergence(log_pt, log_m) + (1.0 - beta) * kl_divergence(log_ps, log_m)
 
 
 def _check_args(beta: float, temperature: float, reduction: str) -> None:

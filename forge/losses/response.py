@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from forge.config.errors import ConfigProblem
+from forge.losses.divergence import kl_divergence
 from forge.losses.base import (
     DistillationLoss, ForwardView, LossBatch, LossOutput, Needs, mean_rows, select_positions,
 )
@@ -33,7 +34,7 @@ class ResponseLoss(DistillationLoss):
 
     def validate(self, student: ModelInfo, teacher: ModelInfo) -> list[ConfigProblem]:
         """Logits are compared element-wise, so both heads must have the same size. (An untrained
-        teacher head is refused by forge.config.validate, which knows the teacher strategy.)"""
+        teacher head is refused by `forge.plan`, which knows the teacher strategy.)"""
         key = self.config_key
         problems = []
         if student.output_size != teacher.output_size:
@@ -82,7 +83,7 @@ class ResponseKL(ResponseLoss):
         T = self.temperature
         log_ps = F.log_softmax(student / T, dim=-1)
         log_pt = F.log_softmax(teacher / T, dim=-1)
-        return F.kl_div(log_ps, log_pt, reduction="none", log_target=True).sum(-1) * T * T
+        return kl_divergence(log_pt, log_ps) * T * T
 
 
 class ResponseReverseKL(ResponseLoss):
@@ -93,7 +94,7 @@ class ResponseReverseKL(ResponseLoss):
         T = self.temperature
         log_ps = F.log_softmax(student / T, dim=-1)
         log_pt = F.log_softmax(teacher / T, dim=-1)
-        return F.kl_div(log_pt, log_ps, reduction="none", log_target=True).sum(-1) * T * T
+        return kl_divergence(log_ps, log_pt) * T * T
 
 
 class ResponseCE(ResponseLoss):

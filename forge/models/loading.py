@@ -139,12 +139,15 @@ def load_config(spec: Any) -> Any:
 def read_model_info(spec: Any, *, kind: str = "classification", num_labels: int = 2,
                     head_trained: bool) -> ModelInfo:
     """ModelInfo from the config only (no weights), as the model will be after init_layers."""
+    from forge.models.kinds import model_kind
+
     s = normalize_spec(spec)
     config = load_config(s)
-    if kind == "classification":
+    label_head = model_kind(kind).label_head
+    if label_head:
         config.num_labels = num_labels
     info = ModelInfo.from_hf_config(config, head_trained=head_trained)
-    if kind == "classification" and info.output_size != num_labels:
+    if label_head and info.output_size != num_labels:
         # from_hf_config reports the vocabulary for decoder architectures; a classifier built on
         # one (e.g. LlamaForSequenceClassification) still outputs num_labels.
         info = dataclasses.replace(info, output_size=num_labels)
@@ -227,16 +230,10 @@ def _lora_problems(s: Spec, key: str) -> list[ConfigProblem]:
 # --- loading -------------------------------------------------------------------------------------
 
 def auto_class_for(kind: str) -> Any:
-    """The transformers Auto class for a task kind; the one place a new kind is added."""
-    import transformers
+    """The transformers Auto class for a task's model kind (`forge.models.kinds` is the registry)."""
+    from forge.models.kinds import model_kind
 
-    classes = {
-        "classification": transformers.AutoModelForSequenceClassification,
-        "causal_lm": transformers.AutoModelForCausalLM,
-    }
-    if kind not in classes:
-        raise ValueError(f"unknown model kind {kind!r}; valid: {', '.join(classes)}")
-    return classes[kind]
+    return model_kind(kind).auto()
 
 
 def load_tokenizer(spec: Any, **kwargs: Any) -> Any:
@@ -250,18 +247,33 @@ def load_tokenizer(spec: Any, **kwargs: Any) -> Any:
         return AutoTokenizer.from_pretrained(target, **_hub_kwargs(s), **kwargs)
 
 
+def load_processor(spec: Any, kind: str = "classification") -> Any:
+    """What prepares the model's inputs: its tokenizer for text kinds, its processor otherwise."""
+    from forge.models.kinds import model_kind
+
+    if model_kind(kind).processor_class == "AutoTokenizer":
+        return load_tokenizer(spec)
+    import transformers
+
+    s = normalize_spec(spec)
+    with _hub_errors(s, "the processor"):
+        return transformers.AutoProcessor.from_pretrained(model_dir_or_id(s), **_hub_kwargs(s))
+
+
 def load_model(spec: Any, *, kind: str = "classification", num_labels: Optional[int] = None,
                attn_implementation: str = "sdpa", **from_pretrained_kwargs: Any) -> Any:
     """Load (and with init_layers, shrink) the model for `kind`.
 
     attn_implementation: "sdpa" by default; pass "eager" only when a loss needs attention maps
     (under SDPA, BERT returns an empty attentions tuple). Extra kwargs (dtype, gguf_file, ...) go to
-    from_pretrained. LoRA is not applied here (see build_model for the full sequence).
+    from_pretrained. LoRA is not applied here (`forge.models.recipe.build_student` is the full recipe).
     """
+    from forge.models.kinds import model_kind
+
     s = normalize_spec(spec)
     auto_cls = auto_class_for(kind)
     kwargs = dict(from_pretrained_kwargs, attn_implementation=attn_implementation, **_hub_kwargs(s))
-    if kind == "classification":
+    if model_kind(kind).label_head:
         if num_labels is None:
             raise ValueError("load_model(kind='classification') needs num_labels")
         kwargs["num_labels"] = num_labels
@@ -274,24 +286,6 @@ def load_model(spec: Any, *, kind: str = "classification", num_labels: Optional[
     # apply_lora trains them in full rather than freezing random weights.
     model.forge_new_modules = sorted({key.rsplit(".", 1)[0] for key in info["missing_keys"]})
     return model
-
-
-def build_model(spec: Any, tokenizer: Any, *, kind: str = "classification",
-                num_labels: Optional[int] = None, attn_implementation: str = "sdpa",
-                **from_pretrained_kwargs: Any) -> Any:
-    """load_model, then grow embeddings for added tokens, then LoRA (if spec.lora.enabled).
-
-    The order matters: resizing after peft wraps the model would leave the new rows outside the
-    trainable set and the adapter config out of date.
-    """
-    from forge.models.lora import apply_lora
-
-    s = normalize_spec(spec)
-    model = load_model(s, kind=kind, num_labels=num_labels, attn_implementation=attn_implementation,
-                       **from_pretrained_kwargs)
-    if tokenizer is not None:
-        resize_embeddings_if_needed(model, tokenizer)
-    return apply_lora(model, s.lora, kind)
 
 
 def _shrink(source: Any, layers: list[int], auto_cls: Any, attn_implementation: str) -> Any:

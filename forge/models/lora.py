@@ -3,22 +3,18 @@
 Why: OmegaConf containers must not reach peft (a ListConfig in LoraConfig.target_modules breaks
 save_pretrained), a target module that matches nothing should fail with the names that exist rather
 than silently training nothing, and the final model of a run must be a plain PreTrainedModel (LoRA
-merged) so `AutoModel*.from_pretrained(final/)` works with no adapter files and no peft.
+merged: `merged_for_saving`, used by `forge.models.recipe.save_final`) so
+`AutoModel*.from_pretrained(final/)` works with no adapter files and no peft.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from torch import nn
 
-_TASK_TYPES = {"classification": "SEQ_CLS", "causal_lm": "CAUSAL_LM"}
 # Freshly initialised task heads: trained in full next to the LoRA adapters.
 _HEAD_NAMES = ("pre_classifier", "classifier", "score")
 
@@ -77,8 +73,10 @@ def apply_lora(model: Any, lora_spec: Mapping[str, Any] | Any, task_type: Any = 
         if kind is None:
             raise TypeError("apply_lora needs task_type (or kind)")
         task_type = kind
+    from forge.models.kinds import MODEL_KINDS
+
     task = str(getattr(task_type, "value", task_type))
-    task = _TASK_TYPES.get(task, task)
+    task = MODEL_KINDS[task].peft_task if task in MODEL_KINDS else task
     targets = _plain(spec.get("target_modules") or [])
     if isinstance(targets, str):
         target_modules: Any = targets  # a regex or "all-linear": peft checks it
@@ -133,27 +131,3 @@ def merged_for_saving(model: Any, *, inplace: bool = False) -> Any:
         return model
     target = model if inplace else copy.deepcopy(model)
     return target.merge_and_unload()
-
-
-def save_final_model(model: Any, tokenizer: Any, out_dir: str | os.PathLike) -> Path:
-    """Write the merged model + tokenizer to `out_dir` atomically (tmp dir, then rename), so a run
-    killed mid-save never leaves a `final/` that looks complete. Replaces an existing `out_dir`."""
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    merged = merged_for_saving(model)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        merged.save_pretrained(str(tmp), safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.rename(out, old)
-        os.rename(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out

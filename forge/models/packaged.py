@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
+from forge.runtime.seeds import seeded
+
 CONVERTER_VERSION = 2  # bump when a converter's output changes, so stale conversions are not reused
 _MARKER = "forge_conversion.json"
 
@@ -322,7 +324,8 @@ def _convert_atomically(entry: PackagedModel, source_path: Path, source_sha: str
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        _CONVERTERS[entry.kind](entry, source_path, tmp)
+        with seeded(0):  # building the model draws init weights: never from the caller's RNG stream
+            _CONVERTERS[entry.kind](entry, source_path, tmp)
         written = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / _MARKER).write_text(json.dumps({
             "source": entry.name,

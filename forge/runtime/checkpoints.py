@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from forge.runtime.layout import CHECKPOINT_MARKER, CHECKPOINT_PREFIX, RunLayout
+
 log = logging.getLogger("forge.checkpoint")
 
-MARKER = "forge_checkpoint.json"
-STAGING = ".staging"
-_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+MARKER = CHECKPOINT_MARKER
+_CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 
 
 def staging_dir(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / STAGING / f"checkpoint-{step}"
+    return RunLayout(run_dir).staged_checkpoint(step)
 
 
 def _sha256(path: Path) -> str:
@@ -202,10 +203,10 @@ def rotate(run_dir: Path, keep_last: Optional[int], *, protect: Iterable[Path] =
 
 def clear_staging(run_dir: Path) -> None:
     """Remove half-written checkpoints left by a process that died mid-save."""
-    staging = Path(run_dir) / STAGING
+    staging = RunLayout(run_dir).staging
     if staging.exists():
         for leftover in staging.iterdir():
             log.warning("Removing unfinished checkpoint save %s", leftover)
         shutil.rmtree(staging, ignore_errors=True)
-    for leftover in Path(run_dir).glob(".replaced-checkpoint-*"):
+    for leftover in Path(run_dir).glob(f".replaced-{CHECKPOINT_PREFIX}*"):
         shutil.rmtree(leftover, ignore_errors=True)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from forge.runtime.layout import RunLayout
 from forge.runtime.rundir import STATUS_RUNNING, write_json_atomic
 
 _PACKAGES = (
@@ -74,7 +75,7 @@ class RunMetadata:
         from forge.runtime.rundir import read_json
         from forge.runtime.secrets import redact_argv
 
-        self.path = Path(run_dir) / "run_metadata.json"
+        self.path = RunLayout(run_dir).metadata
         previous: dict[str, Any] = {}
         if self.path.is_file():
             try:

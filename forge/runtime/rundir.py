@@ -12,9 +12,11 @@ import datetime as _dt
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
+
+from forge.runtime.layout import RunLayout
 
 STATUS_RUNNING = "running"
 STATUS_FINISHED = "finished"
@@ -113,12 +115,22 @@ def read_json(path: Path) -> Any:
         return json.load(fh)
 
 
+def read_json_object(path: Path) -> Optional[dict[str, Any]]:
+    """A JSON object from `path`, or None when it is missing, unreadable or not an object (readers
+    of run directories must survive a run killed mid-write or a file from another version)."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def write_resolved_config(run_dir: Path, cfg: DictConfig) -> None:
     """`config.yaml`: the fully resolved config (no interpolations left), secrets redacted."""
     from forge.runtime.secrets import redact
 
     container = OmegaConf.to_container(cfg, resolve=True)
     text = OmegaConf.to_yaml(OmegaConf.create(redact(container)))
-    tmp = run_dir / ".config.yaml.tmp"
+    tmp = Path(run_dir) / f".{RunLayout(run_dir).config.name}.tmp"
     tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, run_dir / "config.yaml")
+    os.replace(tmp, RunLayout(run_dir).config)

@@ -10,15 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
+from forge.runtime.layout import RunLayout
 from forge.runtime.metadata import now_iso
 from forge.runtime.rundir import read_json, write_json_atomic
 
-FILE = "training_state.json"
 
 
 class TrainingStateWriter:
-    def __init__(self, run_dir: Path, *, primary_metric: str) -> None:
-        self.path = Path(run_dir) / FILE
+    def __init__(self, run_dir: Path, *, primary_metric: str, enabled: bool = True) -> None:
+        """enabled: this process writes the file (rank 0 of a job with several ranks)."""
+        self.path = RunLayout(run_dir).training_state
+        self.enabled = enabled
         self.primary_metric = primary_metric
         self.trainer: Any = None
         self.last_checkpoint: Optional[str] = None
@@ -62,6 +64,8 @@ class TrainingStateWriter:
         self.write(status="training")
 
     def write(self, *, status: str, **extra: Any) -> None:
+        if not self.enabled:
+            return
         state = self.trainer.state if self.trainer is not None else None
         write_json_atomic(self.path, {
             "status": status,

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
+from forge.runtime.layout import WANDB_RUN_ID, RunLayout
 from forge.runtime.secrets import is_secret_key, redact
 from forge.tracking.base import Tracker
 
 logger = logging.getLogger("forge")
 
-RUN_ID_FILE = "wandb_run_id"
+RUN_ID_FILE = WANDB_RUN_ID
 MODES = ("auto", "online", "offline", "disabled")
 # Exit codes W&B records for each Forge status: 0 marks the run finished, anything else failed
 # (for "interrupted", after `mark_preempting`, so W&B knows the run is expected to come back).
@@ -74,7 +75,7 @@ def resolve_mode(mode: str) -> str:
 
 def load_or_create_run_id(run_dir: Path) -> str:
     """Read `run_dir/wandb_run_id`, or create it: the same directory always maps to the same run."""
-    path = Path(run_dir) / RUN_ID_FILE
+    path = RunLayout(run_dir).wandb_run_id
     if path.is_file():
         existing = path.read_text(encoding="utf-8").strip()
         if existing:
@@ -170,7 +171,7 @@ class WandbTracker(Tracker):
                 reason = "WANDB_MODE=offline"
             else:
                 reason = "no W&B API key found"
-            sync_dir = getattr(self.run.settings, "sync_dir", None) or str(run_dir / "wandb")
+            sync_dir = getattr(self.run.settings, "sync_dir", None) or str(RunLayout(run_dir).wandb_dir)
             logger.info("W&B run %s is offline (%s); upload it later with: wandb sync %s", run_id, reason, sync_dir)
 
     def _log(self, metrics: dict[str, float], step: int) -> None:

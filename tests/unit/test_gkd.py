@@ -8,8 +8,8 @@ import torch
 
 from forge.losses.divergence import TopKView, generalized_jsd, topk_generalized_jsd
 from forge.teachers.backends.base import ScoreRequest
-from forge.teachers.backends.hf import HFTeacherBackend, positions_from_mask
-from forge.trainers.generation import completion_mask, generate_completions
+from forge.decoding.generation import completion_mask, generate_completions, positions_from_mask
+from forge.teachers.backends.hf import HFTeacherBackend
 from forge.trainers.gkd import GKDSettings, on_policy_for, student_completion_logits, teacher_request
 
 VOCAB, PAD, EOS = 48, 0, 2
@@ -122,7 +122,7 @@ def test_the_on_policy_coin_is_a_pure_function_of_seed_and_step_with_rate_lmbda(
 
 def test_settings_refuse_out_of_range_values():
     for bad in ({"lmbda": 1.5}, {"beta": -0.1}, {"temperature": 0.0}, {"max_new_tokens": 0}, {"top_k": 0}):
-        with pytest.raises(ValueError, match="mode.trainer"):
+        with pytest.raises(ValueError, match=f"mode.trainer.{next(iter(bad))}"):
             GKDSettings(**bad)
 
 
@@ -168,3 +168,39 @@ def test_the_student_samples_with_its_lora_adapters_enabled():
 def test_score_request_default_positions_skip_padding_and_the_last_token():
     ids, mask = right_pad([[1, 2, 3], [1, 2]])
     assert ScoreRequest(ids, mask).wanted().tolist() == [[True, True, False], [True, False, False]]
+
+
+def test_hf_backend_top_k_gives_only_a_server_s_view(teacher):
+    """teacher_backend.top_k=N: the in-process teacher behaves as a server with max_k=N would."""
+    from forge.decoding.scoring import TeacherBackendError
+
+    prompt, pmask = left_pad(PROMPTS)
+    completion, cmask = right_pad(COMPLETIONS)
+    request = teacher_request(prompt, pmask, completion, cmask)
+    limited = HFTeacherBackend(teacher, top_k=4)
+    caps = limited.capabilities
+    assert (caps.dense_logits, caps.topk_logprobs, caps.max_k) == (False, True, 4)
+    assert HFTeacherBackend.declared_capabilities({"top_k": 4}) == caps
+    assert HFTeacherBackend.declared_capabilities({"top_k": None}).dense_logits
+    with pytest.raises(TeacherBackendError, match="top_k=4"):
+        limited.logits(request)
+    with pytest.raises(TeacherBackendError, match="at most 4"):
+        limited.topk(request, 5)
+    view = limited.topk(request, 3, temperature=0.7)
+    expected = TopKView.from_logits(HFTeacherBackend(teacher).logits(request), 3, 0.7)
+    torch.testing.assert_close(view.logprobs, expected.logprobs)
+    assert torch.equal(view.token_ids, expected.token_ids)
+
+
+def test_hf_backend_top_k_is_checked_against_the_mode_at_config_time():
+    from forge.config.errors import ConfigError
+    from forge.plan import build_plan
+    from tests.conftest import SHARED_DATA, compose_config
+
+    base = ["task=europarl_en_fr", f"task.data_dir={SHARED_DATA / 'europarl'}", "model=smollm2", "mode=gkd",
+            "teacher_backend.top_k=8"]
+    with pytest.raises(ConfigError, match="mode.trainer.top_k"):
+        build_plan(compose_config(base))  # dense logits asked for
+    with pytest.raises(ConfigError, match=r"exceeds what teacher_backend=hf returns \(8\)"):
+        build_plan(compose_config([*base, "mode.trainer.top_k=16"]))
+    assert build_plan(compose_config([*base, "mode.trainer.top_k=8"])).teacher_needs.topk

@@ -90,6 +90,22 @@ def test_sequence_level_kl_family_matches_formula(T: float) -> None:
     assert got[ResponseCE] == pytest.approx(got[ResponseKL] + entropy.item(), rel=1e-5)
 
 
+def test_forward_kl_is_finite_where_the_teacher_has_no_mass() -> None:
+    """A teacher logit of -inf (a class masked out) makes p_t exactly 0 there. F.kl_div's
+    exp(t)(t - x) gives 0 * (-inf) = NaN in the value and the gradient; the loss must not."""
+    s = torch.tensor([[0.0, 0.0, 0.0]], requires_grad=True)
+    t = torch.tensor([[math.log(3.0), 0.0, float("-inf")]])
+    loss = ResponseKL(temperature=1.0)(logits_view(s), logits_view(t), seq_batch(1)).total
+    # p_t = (3/4, 1/4, 0), p_s = (1/3, 1/3, 1/3): KL = 3/4 ln(9/4) + 1/4 ln(3/4)
+    assert loss.item() == pytest.approx(0.75 * math.log(9 / 4) + 0.25 * math.log(3 / 4), abs=1e-6)
+    loss.backward()
+    assert torch.isfinite(s.grad).all()
+    # d KL / d s = p_s - p_t
+    torch.testing.assert_close(s.grad, torch.tensor([[1 / 3 - 0.75, 1 / 3 - 0.25, 1 / 3]]), atol=1e-6, rtol=0)
+    naive = F.kl_div(F.log_softmax(s.detach(), -1), F.log_softmax(t, -1), reduction="none", log_target=True)
+    assert torch.isnan(naive).any()  # what the helper avoids
+
+
 def test_mse_and_cosine_match_formula_and_ignore_temperature() -> None:
     s, t = randn(4, 6, seed=3), randn(4, 6, seed=4)
     b = seq_batch(4)

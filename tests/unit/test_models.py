@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from forge.config.schema import ModelSpec
-from forge.models import loading, lora, packaged
+from forge.models import loading, lora, packaged, recipe
 from forge.models.info import ModelInfo
 
 L6 = "all-MiniLM-L6-v2"
@@ -392,7 +392,7 @@ def test_lora_unknown_target_names_existing_modules():
     assert "['q_proj']" in str(err.value) and "value" in str(err.value) and "dense" in str(err.value)
 
 
-def test_save_final_model_merges_lora(tmp_path, tokenizer):
+def test_save_final_merges_lora(tmp_path, tokenizer):
     from transformers import AutoModelForSequenceClassification
 
     torch.manual_seed(0)
@@ -406,7 +406,7 @@ def test_save_final_model_merges_lora(tmp_path, tokenizer):
     with torch.no_grad():
         expected = model(**batch).logits
         base_only = model.get_base_model()
-    out = lora.save_final_model(model, tokenizer, tmp_path / "final")
+    out = recipe.save_final(model, tokenizer, tmp_path / "final")
     files = {p.name for p in out.iterdir()}
     assert "model.safetensors" in files and "config.json" in files and "tokenizer.json" in files
     assert not any("adapter" in f for f in files), files
@@ -420,7 +420,7 @@ def test_save_final_model_merges_lora(tmp_path, tokenizer):
     torch.testing.assert_close(still, expected, atol=0, rtol=0)
     assert base_only is model.get_base_model()
 
-    lora.save_final_model(model, tokenizer, out)  # replacing an existing final/ works too
+    recipe.save_final(model, tokenizer, out)  # replacing an existing final/ works too
     assert (out / "model.safetensors").is_file()
 
 
@@ -441,12 +441,12 @@ def test_resize_embeddings_if_needed():
     assert loading.resize_embeddings_if_needed(model, tok) is False
 
 
-def test_build_model_resizes_then_applies_lora():
+def test_build_student_resizes_then_applies_lora():
     tok = loading.load_tokenizer(L6_SPEC)
     tok.add_tokens(["<forge_build_token>"])
     spec = OmegaConf.structured(ModelSpec(source="packaged", name_or_path=L6))
     spec.lora.enabled = True
-    model = loading.build_model(spec, tok, num_labels=2)
+    model = recipe.build_student(spec, tok, kind="classification", num_labels=2)
     assert lora.is_peft_model(model)
     assert model.get_input_embeddings().num_embeddings == len(tok) == 30523
     assert all("lora_" in n or "classifier" in n

@@ -639,22 +639,19 @@ def test_urls_and_presets() -> None:
     assert OpenAICompatibleBackend("http://h:8000/v1/").base_url == "http://h:8000/v1"
     assert OpenAICompatibleBackend("https://api.x/openai/v1").base_url == "https://api.x/openai/v1"
     assert redact_url("http://u:p@h:1/v1?key=s") == "http://h:1/v1"
-    from pathlib import Path
-
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    conf = Path(__file__).resolve().parents[2] / "conf" / "teacher_backend"
-    llama = instantiate(OmegaConf.load(conf / "openai.yaml"))
-    vllm = instantiate(OmegaConf.load(conf / "vllm.yaml"))
+    from tests.conftest import compose_config
+
+    presets = {name: compose_config([f"teacher_backend={name}"]).teacher_backend for name in ("openai", "vllm")}
+    llama, vllm = instantiate(presets["openai"]), instantiate(presets["vllm"])
     assert (llama.name, llama.echo_max_tokens, llama.capabilities.max_k) == ("openai", 1, None)
     assert (vllm.name, vllm.echo_max_tokens, vllm.capabilities.max_k) == ("vllm", 0, 20)
     assert vllm.request_extra == {"add_special_tokens": False, "return_tokens_as_token_ids": True}
     caps = llama.capabilities
     assert caps.topk_logprobs and caps.generate and not caps.dense_logits
-    # read at config time without building the backend (forge.config.validate)
-    settings = OmegaConf.load(conf / "vllm.yaml")
-    assert OpenAICompatibleBackend.declared_capabilities(settings) == vllm.capabilities
+    # read at config time without building the backend (forge.plan)
+    assert OpenAICompatibleBackend.declared_capabilities(presets["vllm"]) == vllm.capabilities
     assert OpenAICompatibleBackend.declared_capabilities({}).max_k is None
     assert caps.missing_for(hidden_states=True) == ["hidden states"]
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from forge.config.errors import ConfigError
-from forge.config.validate import validate_and_plan
+from forge.plan import build_plan
 from forge.losses.base import Needs
 from forge.teachers.cache.build import build_entries, example_lengths
 from forge.teachers.cache.fingerprint import dataset_fingerprint, state_dict_fingerprint, tokenizer_fingerprint
-from forge.teachers.cache.indexing import EXAMPLE_INDEX_KEY, IndexedCollator, IndexedDataset
+from forge.data.indexing import EXAMPLE_INDEX_KEY, IndexedCollator, IndexedDataset
 from forge.teachers.cache.session import wanted_entries
 from forge.teachers.cache.signals import CacheMismatchError, CachedTeacherSignals
 from forge.teachers.cache.store import SignalStore
@@ -28,7 +28,7 @@ def pieces():
     from forge.models.loading import load_model, load_tokenizer
 
     cfg = compose_config(FAR)
-    plan = validate_and_plan(cfg)
+    plan = build_plan(cfg)
     plan.loss.bind(plan.student_info, plan.teacher_info)
     tokenizer = load_tokenizer(cfg.model.student)
     data = plan.handler.prepare(tokenizer)
@@ -129,7 +129,7 @@ def test_fingerprints_follow_content(pieces):
 def _plan(overrides):
     from tests.conftest import compose_config
 
-    return validate_and_plan(compose_config(["task=demo", "model=minilm", "mode=kd", *overrides]))
+    return build_plan(compose_config(["task=demo", "model=minilm", "mode=kd", *overrides]))
 
 
 def test_cache_is_used_for_a_frozen_teacher():
@@ -154,7 +154,7 @@ def test_on_policy_gkd_is_refused():
     from tests.conftest import compose_config
 
     with pytest.raises(ConfigError, match="on-policy"):
-        validate_and_plan(compose_config(overrides))
+        build_plan(compose_config(overrides))
 
 
 def test_augmented_inputs_are_refused(monkeypatch):

@@ -17,7 +17,6 @@ from forge.tracking.callback import TrackerCallback
 from forge.tracking.wandb_tracker import RUN_ID_FILE, WandbTracker, argv_has_secret, resolve_mode
 from tests.wandb_reader import read_run
 
-CONF_LOGGER = Path(__file__).resolve().parents[2] / "conf" / "logger"
 FAKE_KEY = "sk-forge-unit-FAKEKEY-9f8e7d6c5b4a"
 FAKE_TOKEN = "hf_forgeUnitFakeToken0123456789"
 
@@ -116,8 +115,8 @@ def test_resume_reuses_run_id(offline: None, tmp_path: Path) -> None:
     assert FAKE_TOKEN.encode() not in _all_bytes(tmp_path)
 
 
-def test_null_tracker_writes_nothing(tmp_path: Path) -> None:
-    tracker = instantiate(OmegaConf.load(CONF_LOGGER / "none.yaml"))
+def test_null_tracker_writes_nothing(tmp_path: Path, compose) -> None:
+    tracker = instantiate(compose(["logger=none"]).logger)
     assert isinstance(tracker, NullTracker) and tracker.name == "none"
     tracker.start(tmp_path, {"a": 1}, name="null")
     tracker.log({"loss": 1.0}, step=1)
@@ -193,7 +192,7 @@ def test_mode_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
 
 
 def test_logger_configs_instantiate(compose) -> None:
-    tracker = instantiate(OmegaConf.load(CONF_LOGGER / "wandb.yaml"))
+    tracker = instantiate(compose(["logger=wandb"]).logger)
     assert isinstance(tracker, WandbTracker)
     assert (tracker.name, tracker.project, tracker.mode, tracker.tags) == ("wandb", "forge", "auto", [])
     for option, cls in (("wandb", WandbTracker), ("none", NullTracker)):

@@ -20,19 +20,10 @@ from typing import Any, ClassVar, Mapping, Optional, Sequence
 
 import torch
 
+from forge.decoding.scoring import ScoreRequest, TeacherBackendError, TeacherServerError
 from forge.losses.divergence import TopKView
 
-
-class TeacherBackendError(RuntimeError):
-    """The teacher cannot be used as configured (tokenizer mismatch, missing capability). Not retried."""
-
-
-class TeacherServerError(TeacherBackendError):
-    """A remote teacher failed after its retries (timeouts, HTTP 5xx, malformed payloads).
-
-    The message names the server, the request that failed, how often it was tried and the last
-    cause, so the run stops with a clear error instead of training on a silent zero loss.
-    """
+__all__ = ["Capabilities", "ScoreRequest", "TeacherBackend", "TeacherBackendError", "TeacherServerError"]
 
 
 @dataclass(frozen=True)
@@ -58,28 +49,13 @@ class Capabilities:
         }
         return [name for name, (want, have) in wanted.items() if want and not have]
 
-
-@dataclass
-class ScoreRequest:
-    """Sequences to score: right-aligned or left-padded token ids in the *student's* vocabulary.
-
-    input_ids / attention_mask: [B, T]; padding positions have mask 0 (left or right padding).
-    positions: [B, T] bool, the positions whose next-token distribution is wanted (e.g. the
-      positions predicting completion tokens); None means every real position but the last.
-    """
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    positions: Optional[torch.Tensor] = None
-
-    def wanted(self) -> torch.Tensor:
-        if self.positions is not None:
-            return self.positions.bool()
-        mask = self.attention_mask.bool()
-        wanted = mask.clone()
-        wanted[:, :-1] &= mask[:, 1:]  # a position counts if the next one is a real token
-        wanted[:, -1] = False
-        return wanted
+    def describe(self) -> str:
+        """What the backend gives, in words (for messages)."""
+        given = [name for name, have in (
+            ("dense logits", self.dense_logits), ("top-k log-probabilities", self.topk_logprobs),
+            ("hidden states", self.hidden_states), ("attention maps", self.attentions),
+            ("generation", self.generate)) if have]
+        return ", ".join(given) or "nothing"
 
 
 class TeacherBackend(ABC):

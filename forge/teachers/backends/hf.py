@@ -1,44 +1,56 @@
 """The in-process teacher: a Hugging Face causal LM in this process (`teacher_backend=hf`).
 
 It can give everything: dense logits (the exact GKD loss), a top-k view (the same sparse view the
-remote backends give, so a run can be checked against a server teacher), hidden states and
-attention maps (KD's feature/attention losses), and generation (seq_kd).
+remote backends give), hidden states and attention maps (KD's feature/attention losses), and
+generation (seq_kd). With `top_k: N` it gives only what a server with `max_k=N` gives (no dense
+logits, views of at most N ids), so a run can be checked against a server teacher with the in-process
+model: the config check then treats it exactly as it treats a server.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 
+from forge.decoding.generation import generate_completions, positions_from_mask
 from forge.losses.divergence import TopKView
 from forge.teachers.backends.base import Capabilities, ScoreRequest, TeacherBackend, TeacherBackendError
 
+_EVERYTHING = Capabilities(dense_logits=True, topk_logprobs=True, hidden_states=True, attentions=True,
+                           generate=True)
 
-def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """position_ids for sequences with padding anywhere: real tokens count 0, 1, 2, ...
 
-    A forward pass (unlike `generate`) numbers positions 0..T-1 whatever the mask says, so a
-    left-padded prompt would put its first real token at position 3 instead of 0 and the
-    teacher's logits would differ from an unpadded run.
-    """
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+def _capabilities_for(top_k: Optional[int]) -> Capabilities:
+    if top_k is None:
+        return _EVERYTHING
+    return Capabilities(dense_logits=False, topk_logprobs=True, hidden_states=True, attentions=True,
+                        generate=True, max_k=int(top_k))
 
 
 class HFTeacherBackend(TeacherBackend):
     """Wraps a frozen `PreTrainedModel` (the pipeline loads it and passes `model=`)."""
 
     name = "hf"
-    CAPABILITIES = Capabilities(dense_logits=True, topk_logprobs=True, hidden_states=True,
-                                attentions=True, generate=True)
+    CAPABILITIES = _EVERYTHING
     needs_local_model = True
 
     def __init__(self, model: Any, top_k: Optional[int] = None, name: str = "hf") -> None:
+        if top_k is not None and int(top_k) < 1:
+            raise ValueError(f"teacher_backend.top_k must be null or >= 1, got {top_k}")
         self.model = model
-        self.top_k = top_k
+        self.top_k = None if top_k is None else int(top_k)
         self.name = name
         model.eval()
         model.requires_grad_(False)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return _capabilities_for(self.top_k)
+
+    @classmethod
+    def declared_capabilities(cls, settings: Mapping[str, Any]) -> Capabilities:
+        return _capabilities_for(settings.get("top_k"))
 
     def check_tokenizer(self, tokenizer: Any) -> None:
         vocab = self.model.get_input_embeddings().num_embeddings
@@ -53,22 +65,29 @@ class HFTeacherBackend(TeacherBackend):
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def logits(self, request: ScoreRequest) -> torch.Tensor:
+    def _forward_logits(self, request: ScoreRequest) -> torch.Tensor:
         device = self._device()
         mask = request.attention_mask.to(device)
         out = self.model(input_ids=request.input_ids.to(device), attention_mask=mask,
                          position_ids=positions_from_mask(mask), use_cache=False)
         return out.logits
 
+    def logits(self, request: ScoreRequest) -> torch.Tensor:
+        if self.top_k is not None:
+            raise TeacherBackendError(f"teacher backend '{self.name}' is set to top_k={self.top_k} and gives no "
+                                      "dense logits; set mode.trainer.top_k, or teacher_backend.top_k=null")
+        return self._forward_logits(request)
+
     def topk(self, request: ScoreRequest, k: int, temperature: float = 1.0) -> TopKView:
-        return TopKView.from_logits(self.logits(request), k, temperature)
+        if self.top_k is not None and k > self.top_k:
+            raise TeacherBackendError(f"asked for a top-{k} view, but teacher backend '{self.name}' gives at most "
+                                      f"{self.top_k} ids per position (teacher_backend.top_k)")
+        return TopKView.from_logits(self._forward_logits(request), k, temperature)
 
     @torch.no_grad()
     def generate(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int,
                  temperature: float = 1.0, do_sample: bool = True,
                  eos_token_id: Optional[int | Sequence[int]] = None) -> torch.Tensor:
-        from forge.trainers.generation import generate_completions
-
         return generate_completions(self.model, prompt_ids, prompt_mask, max_new_tokens=max_new_tokens,
                                     temperature=temperature, do_sample=do_sample, eos_token_id=eos_token_id)
 

@@ -4,6 +4,9 @@ One layout everywhere: a batch is a LEFT-padded prompt block [B, P] followed by 
 completion block [B, C]. Concatenated, every row reads [pad… prompt | completion …pad] with no
 holes, so position t+1's token sits right after position t's for prompt and completion alike,
 and the logits that predict completion token j sit at column P - 1 + j for every row.
+
+It sits below trainers and teachers: the GKD trainer samples with it, the in-process teacher
+backend generates with it, and neither needs the other to do so.
 """
 
 from __future__ import annotations
@@ -11,6 +14,16 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 import torch
+
+
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """position_ids for sequences with padding anywhere: real tokens count 0, 1, 2, ...
+
+    A forward pass (unlike `generate`) numbers positions 0..T-1 whatever the mask says, so a
+    left-padded prompt would put its first real token at position 3 instead of 0 and the
+    teacher's logits would differ from an unpadded run.
+    """
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def eos_ids(model: Any, eos_token_id: Optional[int | Sequence[int]] = None) -> list[int]:

@@ -1,0 +1,53 @@
+"""Model kinds: what a task handler's `model_kind` means for loading, LoRA and model facts.
+
+The one registry a new kind is added to. A handler says `model_kind = "classification"`; loading
+asks this table for the Auto class, LoRA for peft's task type, validation for whether the model
+has a freshly initialised label head (`num_labels`) or a pretrained vocabulary head. The
+`vision_lm` slot is here for image+text tasks (OCR): Qwen-VL-style models load through
+`AutoModelForImageTextToText`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """name: the handler's `model_kind`; auto_class: the transformers Auto class's name;
+    peft_task: peft's TaskType name for LoRA; label_head: the head is a new classifier with
+    `num_labels` outputs (else a pretrained LM head over the vocabulary); generates: the model
+    produces text (eval by generation, GKD); processor_class: what prepares its inputs (a
+    tokenizer for text, an image+text processor for vision-language models)."""
+
+    name: str
+    auto_class: str
+    peft_task: str
+    label_head: bool
+    generates: bool
+    processor_class: str = "AutoTokenizer"
+
+    def auto(self) -> Any:
+        import transformers
+
+        return getattr(transformers, self.auto_class)
+
+
+MODEL_KINDS: dict[str, ModelKind] = {
+    kind.name: kind
+    for kind in (
+        ModelKind("classification", "AutoModelForSequenceClassification", "SEQ_CLS", label_head=True, generates=False),
+        ModelKind("causal_lm", "AutoModelForCausalLM", "CAUSAL_LM", label_head=False, generates=True),
+        ModelKind("vision_lm", "AutoModelForImageTextToText", "CAUSAL_LM", label_head=False, generates=True,
+                  processor_class="AutoProcessor"),
+    )
+}
+
+
+def model_kind(name: str) -> ModelKind:
+    """The registered kind; an unknown name lists the valid ones."""
+    try:
+        return MODEL_KINDS[str(name)]
+    except KeyError:
+        raise ValueError(f"unknown model kind {name!r}; valid: {', '.join(MODEL_KINDS)}") from None
