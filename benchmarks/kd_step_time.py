@@ -51,11 +51,11 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(loss_name: str, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
-    from forge.config.validate import validate_and_plan
+    from forge.plan import build_plan
     from forge.data.base import model_inputs
     from forge.models.loading import load_model, load_tokenizer
     from forge.teachers.cache.build import build_entries, example_lengths
-    from forge.teachers.cache.indexing import EXAMPLE_INDEX_KEY, IndexedCollator, IndexedDataset
+    from forge.data.indexing import EXAMPLE_INDEX_KEY, IndexedCollator, IndexedDataset
     from forge.teachers.cache.session import wanted_entries
     from forge.teachers.cache.signals import CachedTeacherSignals
     from forge.teachers.cache.store import SignalStore
@@ -63,7 +63,7 @@ def measure(loss_name: str, args: argparse.Namespace, device: torch.device) -> d
 
     cfg = compose(["task=sst2", f"task.data_dir={args.data}", "model=minilm", "mode=kd", f"loss={loss_name}",
                    f"task.max_train_samples={args.examples}", f"task.max_length={args.max_length}", "seed=1"])
-    plan = validate_and_plan(cfg)
+    plan = build_plan(cfg)
     plan.loss.bind(plan.student_info, plan.teacher_info)
     tokenizer = load_tokenizer(cfg.model.student)
     data = plan.handler.prepare(tokenizer)

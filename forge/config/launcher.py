@@ -40,6 +40,31 @@ def sweep_run_dir(cfg: DictConfig) -> Optional[str]:
     return str(Path(to_absolute_path(str(hc.sweep.dir))) / name)
 
 
+def job_run_dir(cfg: DictConfig) -> Optional[str]:
+    """The run directory Hydra's own settings ask for, if any: a sweep job's, or `hydra.run.dir`.
+
+    Forge owns the run directory (`run_dir`); its config sets `hydra.run.dir: .` so that Hydra
+    writes nothing. A user who passes `hydra.run.dir=PATH` means "run there": it becomes `run_dir`.
+    Both set to different places is refused (ConfigError).
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import to_absolute_path
+
+    from forge.config.errors import ConfigError, ConfigProblem
+
+    swept = sweep_run_dir(cfg)
+    if swept is not None or in_multirun() or not HydraConfig.initialized():
+        return swept
+    asked = str(HydraConfig.get().run.dir)
+    if asked in ("", "."):
+        return None
+    path = str(Path(to_absolute_path(asked)))
+    if cfg.get("run_dir") and str(Path(to_absolute_path(str(cfg.run_dir)))) != path:
+        raise ConfigError(ConfigProblem("hydra.run.dir", f"and run_dir={cfg.run_dir} name two different run "
+                                        "directories.", asked, "pass only run_dir=PATH (Forge's own key)"))
+    return path
+
+
 def _launcher_options(overrides: Sequence[str]) -> tuple[str, set[str]]:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

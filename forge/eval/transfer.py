@@ -1,6 +1,8 @@
 """The transfer-gap report: how much of the teacher's advantage the student recovered.
 
-Definitions (on the task's primary metric, higher is better):
+Definitions (on the task's primary metric, written for higher-is-better; for a lower-is-better
+metric such as an error rate every difference is taken the other way round, so a positive gain is
+always an improvement):
 - teacher advantage  = teacher_post − student_pre   (what there was to learn)
 - student gain       = student_post − student_pre   (what the student learned)
 - remaining gap      = teacher_post − student_post
@@ -37,11 +39,13 @@ def transfer_gap(
     teacher_pre: Optional[float] = None,
     teacher_post: Optional[float] = None,
     min_advantage: float = 1e-9,
+    greater_is_better: bool = True,
 ) -> TransferGap:
-    gain = student_post - student_pre
+    sign = 1.0 if greater_is_better else -1.0
+    gain = sign * (student_post - student_pre)
     if teacher_post is None:
         return TransferGap(metric, teacher_pre, None, student_pre, student_post, None, gain, None, None)
-    advantage = teacher_post - student_pre
+    advantage = sign * (teacher_post - student_pre)
     efficiency = gain / advantage if advantage > min_advantage else None
     return TransferGap(
         metric=metric,
@@ -51,7 +55,7 @@ def transfer_gap(
         student_post=student_post,
         teacher_advantage=advantage,
         student_gain=gain,
-        remaining_gap=teacher_post - student_post,
+        remaining_gap=sign * (teacher_post - student_post),
         transfer_efficiency=efficiency,
     )
 

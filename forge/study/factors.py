@@ -84,10 +84,14 @@ def loss_families(loss: Optional[Mapping[str, Any]]) -> Optional[set[str]]:
     return None
 
 
-def run_factors(config: Mapping[str, Any]) -> Optional[Factors]:
-    """The cell of a run from its whole resolved config (config.yaml)."""
-    mode = config.get("mode")
-    if isinstance(mode, Mapping) and mode.get("requires_teacher") is False:
-        return Factors(False, False, False)  # sft: the loss object is never used
+def run_factors(config: Mapping[str, Any], metadata: Optional[Mapping[str, Any]] = None) -> Optional[Factors]:
+    """The cell of a run from its resolved config (config.yaml) and run_metadata.json, whose `mode`
+    block says whether the mode trained with the loss object at all (sft does not)."""
+    mode = (metadata or {}).get("mode")
+    if isinstance(mode, Mapping) and mode.get("uses_loss") is False:
+        return Factors(False, False, False)
+    legacy = config.get("mode")  # run directories written before modes were objects
+    if isinstance(legacy, Mapping) and legacy.get("requires_teacher") is False:
+        return Factors(False, False, False)
     families = loss_families(config.get("loss"))
     return None if families is None else Factors.from_families(families)

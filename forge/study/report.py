@@ -84,8 +84,10 @@ def arm_row(arm: ArmSummary) -> dict[str, Any]:
     }
 
 
-def gain_sentence(arm: ArmSummary, control: Optional[str]) -> str:
-    """One honest sentence on whether the arm's gain over the control arm stands out of seed noise."""
+def gain_sentence(arm: ArmSummary, control: Optional[str], greater_is_better: bool = True) -> str:
+    """One honest sentence on whether the arm's gain over the control arm stands out of seed noise
+    (a gain is the arm's metric minus the control's; for a lower-is-better metric a negative one is
+    the improvement)."""
     if control is None:
         return f"**{arm.arm}**: no control arm (`ce`) finished, so no gain can be computed."
     if arm.gain is None:
@@ -97,7 +99,7 @@ def gain_sentence(arm: ArmSummary, control: Optional[str]) -> str:
     if g.boot is None and g.t is None:
         return head + "): a single pair gives no interval, so it cannot be told apart from seed noise."
     head += f"; 95% bootstrap CI {_ci(g.boot, True)}, t CI {_ci(g.t, True)})"
-    direction = "better" if g.mean > 0 else "worse"
+    direction = "better" if (g.mean > 0) == greater_is_better else "worse"
     boot_out = bool(g.boot and g.boot.excludes_zero)
     t_out = bool(g.t and g.t.excludes_zero)
     if boot_out and t_out:
@@ -136,13 +138,15 @@ def _arms_section(analysis: Analysis) -> list[str]:
             _num(arm.pre_mean), _num(arm.teacher_mean),
             f"{_num(arm.efficiency_mean)} ({arm.efficiency_n})", str(len(arm.problems)),
         ])
-    lines = [f"## Arms: {analysis.study.metric} of the student after training", "",
+    direction = "higher" if analysis.study.greater_is_better else "lower"
+    lines = [f"## Arms: {analysis.study.metric} of the student after training ({direction} is better)", "",
              f"n = finished seeds. Gains are taken seed by seed against `{control}` (the same seed's data order, "
              "initialisation and subset), so seed-to-seed spread shared by both arms cancels. Transfer "
              "efficiency = student gain / teacher advantage (mean over the runs where the teacher had an "
              "advantage, their number in brackets).", ""]
     lines += _table(header, rows) if rows else ["No arm has a finished run."]
-    sentences = [gain_sentence(a, analysis.control) for a in analysis.arms if a.arm != analysis.control]
+    greater = analysis.study.greater_is_better
+    sentences = [gain_sentence(a, analysis.control, greater) for a in analysis.arms if a.arm != analysis.control]
     if sentences:
         lines += ["", "### Is each arm's gain outside the noise?", ""] + [f"- {s}" for s in sentences]
     return lines
@@ -248,6 +252,7 @@ def to_json(analysis: Analysis, figures: dict[str, Path]) -> dict[str, Any]:
                     "t": [e.t.lo, e.t.hi] if e.t else None} for e in factorial.effects]
     return {
         "metric": analysis.study.metric,
+        "greater_is_better": analysis.study.greater_is_better,
         "control": analysis.control,
         "setup": dict(analysis.setup),
         "arms": [{**arm_row(a), "values_by_seed": {str(s): v for s, v in a.values.items()},

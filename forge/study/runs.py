@@ -19,14 +19,14 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from forge.eval.transfer import transfer_gap
-from forge.runtime.rundir import STATUS_FAILED, STATUS_FINISHED, STATUS_INTERRUPTED, STATUS_RUNNING, read_json
+from forge.runtime import layout
+from forge.runtime.layout import RunLayout
+from forge.runtime.rundir import (
+    STATUS_FAILED, STATUS_FINISHED, STATUS_INTERRUPTED, STATUS_RUNNING, read_json_object,
+)
 from forge.study.factors import Factors, run_factors
 from forge.study.grid import MULTIRUN_FILE, SweepGrid, job_number, read_grid
 
-CONFIG_FILE = "config.yaml"
-METADATA_FILE = "run_metadata.json"
-METRICS_FILE = "metrics.json"
-STATE_FILE = "training_state.json"
 STATUS_MISSING = "missing"
 STATUS_UNREADABLE = "unreadable"
 
@@ -58,6 +58,8 @@ class RunRecord:
     loss_curve: Curve = field(default_factory=list)
     duration_s: Optional[float] = None
     config: dict[str, Any] = field(default_factory=dict)
+    #: the direction of `metric` (metrics.json says it for the run's primary metric; True otherwise)
+    greater_is_better: bool = True
 
     @property
     def name(self) -> str:
@@ -89,6 +91,11 @@ class Study:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def greater_is_better(self) -> bool:
+        """The study metric's direction (every finished run records it; higher unless they all say lower)."""
+        return not self.records or any(r.greater_is_better for r in self.records)
+
+    @property
     def n_run_dirs(self) -> int:
         return len(self.records) + sum(p.run_dir is not None for p in self.problems)
 
@@ -100,12 +107,12 @@ class NoRunsError(ValueError):
 def discover(root: Path) -> tuple[list[Path], list[Path]]:
     """(run directories, sweep directories holding multirun.yaml) under root, sorted."""
     root = Path(root)
-    if (root / CONFIG_FILE).is_file():
+    if (root / layout.CONFIG).is_file():
         return [root], []
     runs, sweeps = [], []
     for current, dirs, files in os.walk(root):
         here = Path(current)
-        if CONFIG_FILE in files and here != root:
+        if layout.CONFIG in files and here != root:
             runs.append(here)
             dirs.clear()
             continue
@@ -113,14 +120,6 @@ def discover(root: Path) -> tuple[list[Path], list[Path]]:
             sweeps.append(here)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
     return sorted(runs), sorted(sweeps)
-
-
-def _load_json(path: Path) -> Optional[dict[str, Any]]:
-    try:
-        data = read_json(path)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def dotted_get(data: Mapping[str, Any], dotted: str) -> Any:
@@ -153,7 +152,7 @@ def curves(log_history: list[Mapping[str, Any]], metric: str) -> tuple[Curve, Cu
 
 
 def _progress(run_dir: Path) -> str:
-    state = _load_json(run_dir / STATE_FILE)
+    state = read_json_object(RunLayout(run_dir).training_state)
     if not state:
         return "no training_state.json (stopped before training began)"
     checkpoint = state.get("last_checkpoint") or "none"
@@ -178,7 +177,7 @@ def read_run(run_dir: Path,
     """
     run_dir = Path(run_dir)
     try:
-        config = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8")) or {}
+        config = yaml.safe_load(RunLayout(run_dir).config.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as err:
         return None, ProblemRun(run_dir.name, None, None, STATUS_UNREADABLE,
                                 f"config.yaml unreadable: {err}", run_dir), {}
@@ -191,33 +190,34 @@ def read_run(run_dir: Path,
 
     if arm is None or seed is None:
         return problem(STATUS_UNREADABLE, "config.yaml has no loss.name or no integer seed")
-    meta = _load_json(run_dir / METADATA_FILE)
+    meta = read_json_object(RunLayout(run_dir).metadata)
     if meta is None:
-        return problem(STATUS_UNREADABLE, f"{METADATA_FILE} missing or unreadable")
+        return problem(STATUS_UNREADABLE, f"{layout.METADATA} missing or unreadable")
     status = str(meta.get("status", "unknown"))
     if status != STATUS_FINISHED:
         return problem(status, _problem_reason(status, meta, run_dir))
-    metrics = _load_json(run_dir / METRICS_FILE)
+    metrics = read_json_object(RunLayout(run_dir).metrics)
     if metrics is None:
-        return problem(STATUS_UNREADABLE, f"status finished but {METRICS_FILE} is missing or unreadable")
+        return problem(STATUS_UNREADABLE, f"status finished but {layout.METRICS} is missing or unreadable")
     key = metric or str(metrics.get("primary_metric"))
     post = dotted_get(metrics, "post.student") or {}
     if not isinstance(post.get(key), (int, float)):
-        return problem(STATUS_UNREADABLE, f"{METRICS_FILE} has no post.student['{key}'] "
+        return problem(STATUS_UNREADABLE, f"{layout.METRICS} has no post.student['{key}'] "
                                           f"(it has: {', '.join(sorted(post)) or 'nothing'})")
     pre = (dotted_get(metrics, "pre.student") or {}).get(key)
     teacher = (dotted_get(metrics, "post.teacher") or {}).get(key)
-    gap = transfer_gap(key, student_pre=pre, student_post=float(post[key]), teacher_post=teacher) \
-        if isinstance(pre, (int, float)) else None
-    state = _load_json(run_dir / STATE_FILE) or {}
+    greater = bool(metrics.get("greater_is_better", True)) if key == metrics.get("primary_metric") else True
+    gap = transfer_gap(key, student_pre=pre, student_post=float(post[key]), teacher_post=teacher,
+                       greater_is_better=greater) if isinstance(pre, (int, float)) else None
+    state = read_json_object(RunLayout(run_dir).training_state) or {}
     eval_curve, loss_curve = curves(state.get("log_history") or [], key)
     record = RunRecord(
-        run_dir=run_dir, arm=arm, factors=run_factors(config), seed=seed, status=status, metric=key,
+        run_dir=run_dir, arm=arm, factors=run_factors(config, meta), seed=seed, status=status, metric=key,
         value=float(post[key]), pre=pre, teacher=teacher,
         student_gain=gap.student_gain if gap else None,
         transfer_efficiency=gap.transfer_efficiency if gap else None,
         eval_curve=eval_curve, loss_curve=loss_curve,
-        duration_s=meta.get("duration_s"), config=config,
+        duration_s=meta.get("duration_s"), config=config, greater_is_better=greater,
     )
     return record, None, config
 
@@ -235,7 +235,7 @@ def _study_metric(run_dirs: list[Path]) -> str:
     """The most common primary metric among the finished runs (they normally all agree)."""
     found: Counter[str] = Counter()
     for run_dir in run_dirs:
-        metrics = _load_json(run_dir / METRICS_FILE)
+        metrics = read_json_object(RunLayout(run_dir).metrics)
         if metrics and metrics.get("primary_metric"):
             found[str(metrics["primary_metric"])] += 1
     if not found:
@@ -251,7 +251,7 @@ def load_study(root: Path, metric: Optional[str] = None) -> Study:
     if not run_dirs:
         expected = sum(len(g.jobs) for g in grids)
         started = f" ({MULTIRUN_FILE} lists {expected} jobs; none has started)" if expected else ""
-        raise NoRunsError(f"no run directories (directories with {CONFIG_FILE}) under {root}{started}")
+        raise NoRunsError(f"no run directories (directories with {layout.CONFIG}) under {root}{started}")
     key = metric or _study_metric(run_dirs)
     records, problems, configs = [], [], []
     for run_dir in run_dirs:

@@ -1,30 +1,22 @@
-"""Teacher strategies: frozen_sft, frozen_base, cotrain_sft, cotrain_base.
+"""Teacher strategies' shared facts: where a fine-tuned teacher is sealed, its seed, its weights.
 
-`finetune_first` fine-tunes the teacher on the task with the same FinetuningTrainer the SFT mode
-uses, and saves it to `<run_dir>/teacher_sft/` (sealed like a checkpoint) so a resumed run, or any
-later run with `teacher_strategy.checkpoint=<that dir>`, loads it instead of paying for it again.
+frozen_sft / cotrain_sft fine-tune the teacher first (`forge.trainers.teacher_finetune`, injected by
+the teacher source) and seal it in `<run_dir>/teacher_sft/`; frozen_base / cotrain_base use the
+pretrained teacher; a `teacher_strategy.checkpoint` names an already fine-tuned one.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional
 
 from omegaconf import DictConfig
 
-from forge.data.base import PreparedData
-from forge.trainers.args import training_arguments
-from forge.trainers.base import TrainingRuntime
-from forge.trainers.components import TrainingComponents
-from forge.trainers.finetuning import FinetuningTrainer
+from forge.runtime.layout import RunLayout
 
 log = logging.getLogger(__name__)
-
-
-TEACHER_DIR = "teacher_sft"
 
 
 def sealed_teacher(path: Path) -> Optional[Path]:
@@ -37,7 +29,7 @@ def sealed_teacher(path: Path) -> Optional[Path]:
 
 def finetuned_teacher_in(run_dir: Path) -> Optional[Path]:
     """`<run_dir>/teacher_sft` if an earlier attempt of this run finished fine-tuning it."""
-    return sealed_teacher(Path(run_dir) / TEACHER_DIR)
+    return sealed_teacher(RunLayout(run_dir).teacher_sft)
 
 
 def load_teacher(cfg: DictConfig, *, num_labels: int, kind: str, attn_implementation: str,
@@ -45,12 +37,25 @@ def load_teacher(cfg: DictConfig, *, num_labels: int, kind: str, attn_implementa
     """The teacher's starting weights: a fine-tuned checkpoint if given, else the model spec."""
     from forge.models.loading import auto_class_for, load_model
 
-    ts = cfg.teacher_strategy
-    source = checkpoint or ts.checkpoint
+    source = checkpoint or cfg.teacher_strategy.checkpoint
     if source:
         log.info("Loading fine-tuned teacher from %s", source)
         return auto_class_for(kind).from_pretrained(str(source), attn_implementation=attn_implementation)
     return load_model(cfg.model.teacher, kind=kind, num_labels=num_labels, attn_implementation=attn_implementation)
+
+
+def load_teacher_for(cfg: DictConfig, handler: Any, processor: Any, *, attn_implementation: str,
+                     checkpoint: Optional[Path] = None) -> Any:
+    """The teacher as a run builds it: its new head drawn from `teacher_seed`, its embeddings grown
+    to the processor's vocabulary. Used by the teacher source and by `forge.open_run`."""
+    from forge.models.loading import resize_embeddings_if_needed
+    from forge.models.recipe import tokenizer_of
+
+    with teacher_init_rng(cfg):
+        model = load_teacher(cfg, num_labels=handler.num_labels, kind=handler.model_kind, checkpoint=checkpoint,
+                             attn_implementation=attn_implementation)
+    resize_embeddings_if_needed(model, tokenizer_of(processor))
+    return model
 
 
 def teacher_seed(cfg: DictConfig) -> int:
@@ -65,53 +70,7 @@ def teacher_init_rng(cfg: DictConfig) -> Iterator[None]:
     """Initialise the teacher's new parameters (a classifier head) from `teacher_seed`, without
     touching the run's RNG: the teacher is then the same whatever the student's seed, and whether
     or not the run uses the cache."""
-    import torch
+    from forge.runtime.seeds import seeded
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(teacher_seed(cfg))
+    with seeded(teacher_seed(cfg)):
         yield
-
-
-def finetune_teacher(teacher: Any, cfg: DictConfig, data: PreparedData, tokenizer: Any, run_dir: Path,
-                     callbacks: Sequence[Any] = (), out_dir: Optional[Path] = None,
-                     on_sealing: Optional[Callable[[Path, Any], None]] = None) -> Any:
-    """Fine-tune the teacher on the task's CE; returns the trained teacher (also saved, sealed).
-
-    out_dir: where the sealed teacher goes (default `<run_dir>/teacher_sft`; the shared teacher
-    store passes its own directory). Staging happens beside it.
-
-    `callbacks` carries the graceful-stop callback: a signal during this phase stops it early,
-    and the caller sees `trainer.state.global_step < finetune_steps` and does not seal the teacher.
-    """
-    from forge.models.lora import save_final_model
-    from forge.runtime.checkpoints import finalize
-
-    ts = cfg.teacher_strategy
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / TEACHER_DIR
-    staging_root = out_dir.parent / ".staging"
-    args = training_arguments(
-        cfg.trainer,
-        output_dir=staging_root / f"teacher_trainer-{os.getpid()}",
-        seed=teacher_seed(cfg),
-        max_steps=ts.finetune_steps,
-        learning_rate=ts.finetune_learning_rate,
-        per_device_train_batch_size=ts.finetune_batch_size,
-        save_steps=0,
-        eval_steps=0,
-        warmup_ratio=0.0,
-    )
-    log.info("Fine-tuning the teacher for %d steps (teacher_strategy=%s)", ts.finetune_steps, ts.name)
-    trainer = FinetuningTrainer.from_components(
-        TrainingComponents(student=teacher, train_dataset=data.train, collator=data.collator, tokenizer=tokenizer),
-        args,
-        runtime=TrainingRuntime(callbacks=list(callbacks)),
-    )
-    trainer.train()
-    if trainer.state.global_step < ts.finetune_steps:
-        return None  # stopped by a signal: nothing sealed, the next attempt fine-tunes again
-    staged = staging_root / f"{out_dir.name}-{os.getpid()}"
-    save_final_model(teacher, tokenizer, staged)
-    if on_sealing is not None:
-        on_sealing(staged, teacher)
-    finalize(staged, out_dir, step=ts.finetune_steps)
-    return teacher

@@ -1,4 +1,8 @@
-"""TrainingArguments from the `trainer` config node (the stable `trainer.*` override names)."""
+"""Trainer arguments from the `trainer` config node (the stable `trainer.*` override names).
+
+The arguments class is the mode's (`Mode.args_class`): `transformers.TrainingArguments` or a
+subclass such as TRL's `GRPOConfig`, which gets the same `trainer.*` fields plus the mode's own.
+"""
 
 from __future__ import annotations
 
@@ -19,13 +23,22 @@ def keep_last_checkpoints(trainer_cfg: DictConfig | dict) -> Optional[int]:
     return int(value) if value else None
 
 
-def training_arguments(trainer_cfg: DictConfig | dict, *, output_dir: Path, seed: int, **overrides: Any) -> TrainingArguments:
-    """Map `cfg.trainer` onto TrainingArguments with Forge's fixed choices.
+def _field_default(args_class: type, name: str) -> Any:
+    import dataclasses
+
+    found = [f.default for f in dataclasses.fields(args_class) if f.name == name]
+    return found[0] if found else None
+
+
+def training_arguments(trainer_cfg: DictConfig | dict, *, output_dir: Path, seed: int,
+                       args_class: type = TrainingArguments, **overrides: Any) -> TrainingArguments:
+    """Map `cfg.trainer` onto `args_class` (TrainingArguments or a subclass) with Forge's fixed choices.
 
     Fixed: evaluation only through Forge's own eval loop (at `trainer.eval_steps`, 0 = never during
     training), no reporting integrations (Forge's tracker logs), columns kept as the collator made
     them, `labels` as the label key, Trainer's own checkpoint rotation off (Forge's is atomic), and
-    callback state (the peak-metric tracker) restored on resume.
+    callback state (the peak-metric tracker) restored on resume. Precision and gradient
+    checkpointing are always set from `trainer.*`: TRL's configs default both on, even on a CPU.
     """
     values = OmegaConf.to_container(trainer_cfg, resolve=True) if isinstance(trainer_cfg, DictConfig) else dict(trainer_cfg)
     values.update(overrides)
@@ -36,7 +49,9 @@ def training_arguments(trainer_cfg: DictConfig | dict, *, output_dir: Path, seed
     ratio = values.pop("warmup_ratio", 0.0) or 0.0
     if ratio and not values.get("warmup_steps"):
         values["warmup_steps"] = float(ratio)
-    return TrainingArguments(
+    if _field_default(args_class, "gradient_checkpointing"):  # TRL's configs: on, even on a CPU
+        values.setdefault("gradient_checkpointing", False)
+    return args_class(
         output_dir=str(output_dir),
         seed=seed,
         data_seed=seed,

@@ -18,13 +18,14 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from forge.config.errors import ForgeFailure
 from forge.runtime.checkpoints import finalize, latest_complete_checkpoint, rotate, staging_dir
 from forge.trainers.logging_mixin import ComponentLoggingMixin
 
 log = logging.getLogger("forge.train")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(ForgeFailure):
     """The training loss became NaN or infinite; the run stops before the bad update is applied."""
 
 

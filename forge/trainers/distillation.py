@@ -16,7 +16,7 @@ from transformers import Trainer, TrainingArguments
 
 from forge.data.base import model_inputs
 from forge.losses.base import DistillationLoss, ForwardView, LossBatch
-from forge.teachers.cache.indexing import EXAMPLE_INDEX_KEY
+from forge.data.indexing import EXAMPLE_INDEX_KEY
 from forge.trainers.base import ForgeTrainerMixin, TrainingRuntime, trainer_kwargs
 from forge.trainers.components import TrainingComponents
 

@@ -18,6 +18,7 @@ tested to equal TRL's `generalized_jsd_loss` on the same inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -26,12 +27,12 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainingArguments
 
+from forge.config.ranges import at_least, in_range, non_negative, positive, range_problems
+from forge.decoding.generation import completion_mask, eos_ids, generate_completions, positions_from_mask
+from forge.decoding.scoring import ScoreRequest, TeacherBackendError, TeacherScorer
 from forge.losses.divergence import TopKView, generalized_jsd, topk_generalized_jsd
-from forge.teachers.backends.base import ScoreRequest, TeacherBackend, TeacherBackendError
-from forge.teachers.backends.hf import positions_from_mask
 from forge.trainers.base import ForgeTrainerMixin, TrainingRuntime, trainer_kwargs
 from forge.trainers.components import TrainingComponents
-from forge.trainers.generation import completion_mask, eos_ids, generate_completions
 
 #: where a batch's completions came from (logged: `loss/on_policy` = fraction of student samples)
 SOURCE_DATASET, SOURCE_TEACHER, SOURCE_STUDENT = 0, 1, 2
@@ -51,25 +52,19 @@ class GKDSettings:
     sft_weight: weight of the student's CE on dataset targets (0 = TRL's pure GKD loss).
     """
 
-    lmbda: float = 0.5
-    beta: float = 0.5
+    lmbda: float = in_range(0, 1, default=0.5)
+    beta: float = in_range(0, 1, default=0.5)
     seq_kd: bool = False
-    temperature: float = 0.9
-    max_new_tokens: int = 64
-    top_k: Optional[int] = None
-    sft_weight: float = 0.0
+    temperature: float = positive(default=0.9)
+    max_new_tokens: int = at_least(1, default=64)
+    top_k: Optional[int] = at_least(1, default=None)
+    sft_weight: float = non_negative(default=0.0)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.lmbda <= 1.0:
-            raise ValueError(f"mode.trainer.lmbda must lie in [0, 1], got {self.lmbda}")
-        if not 0.0 <= self.beta <= 1.0:
-            raise ValueError(f"mode.trainer.beta must lie in [0, 1], got {self.beta}")
-        if not self.temperature > 0:
-            raise ValueError(f"mode.trainer.temperature must be > 0, got {self.temperature}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"mode.trainer.max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"mode.trainer.top_k must be null or >= 1, got {self.top_k}")
+        """The ranges declared above, checked the same way the config check reports them."""
+        problems = range_problems(dataclasses.asdict(self), GKDSettings, "mode.trainer")
+        if problems:
+            raise ValueError("; ".join(p.render() for p in problems))
 
 
 def on_policy_for(seed: int, step: int, micro: int, lmbda: float) -> bool:
@@ -115,7 +110,7 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
     loss_is_scaled_for_ga = False
 
     def __init__(self, *args: Any, runtime: Optional[TrainingRuntime] = None,
-                 teacher_backend: TeacherBackend, settings: GKDSettings, pad_token_id: int,
+                 teacher_backend: TeacherScorer, settings: GKDSettings, pad_token_id: int,
                  eos_token_id: Optional[list[int]] = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._init_forge(runtime)
@@ -130,7 +125,8 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
 
     @classmethod
     def from_components(cls, components: TrainingComponents, args: TrainingArguments,
-                        runtime: Optional[TrainingRuntime] = None, **settings: Any) -> "GKDTrainer":
+                        runtime: Optional[TrainingRuntime] = None,
+                        settings: Optional[GKDSettings] = None) -> "GKDTrainer":
         if components.teacher_backend is None:
             raise ValueError("GKDTrainer needs a teacher backend")
         tokenizer = components.tokenizer
@@ -143,7 +139,7 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
             processing_class=tokenizer,
             runtime=runtime,
             teacher_backend=components.teacher_backend,
-            settings=GKDSettings(**settings),
+            settings=settings or GKDSettings(),
             pad_token_id=pad,
             eos_token_id=eos_ids(components.student, tokenizer.eos_token_id),
             **trainer_kwargs(runtime),

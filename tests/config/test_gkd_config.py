@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from forge.config.errors import ConfigError
-from forge.config.validate import validate_and_plan
+from forge.plan import build_plan
 from tests.conftest import SHARED_DATA, compose_config
 
 EUROPARL = [f"task=europarl_en_fr", f"task.data_dir={SHARED_DATA / 'europarl'}", "model=smollm2"]
@@ -14,7 +14,7 @@ EUROPARL = [f"task=europarl_en_fr", f"task.data_dir={SHARED_DATA / 'europarl'}",
 
 def problems_of(overrides: list[str]) -> list:
     with pytest.raises(ConfigError) as info:
-        validate_and_plan(compose_config(overrides))
+        build_plan(compose_config(overrides))
     return info.value.problems
 
 
@@ -24,11 +24,11 @@ def keys(problems) -> set[str]:
 
 def test_the_judged_gkd_config_is_valid_and_plans_the_hf_backend():
     cfg = compose_config([*EUROPARL, "mode=gkd", "trainer.max_steps=5"])
-    plan = validate_and_plan(cfg)
+    plan = build_plan(cfg)
     assert cfg.teacher_strategy.name == "frozen_base"  # mode=gkd's default: the teacher as it is
     assert plan.backend_cls.__name__ == "HFTeacherBackend" and plan.handler.model_kind == "causal_lm"
     assert plan.teacher_info.head_trained  # an LM head is pretrained: response losses are allowed
-    assert validate_and_plan(compose_config([*EUROPARL, "mode=gkd", "teacher_strategy=context_baking"]))
+    assert build_plan(compose_config([*EUROPARL, "mode=gkd", "teacher_strategy=context_baking"]))
 
 
 def test_gkd_needs_a_decoder_task_and_its_own_loss():
@@ -44,7 +44,7 @@ def test_gkd_needs_a_decoder_task_and_its_own_loss():
 ])
 def test_gkd_settings_out_of_range_are_refused(override, needle):
     problems = problems_of([*EUROPARL, "mode=gkd", override])
-    assert keys(problems) == {"mode.trainer"} and needle in problems[0].message
+    assert keys(problems) == {f"mode.trainer.{needle}"} and override.split("=")[1] in problems[0].render()
 
 
 def test_gkd_refuses_a_cotrained_teacher():
@@ -72,6 +72,6 @@ def test_a_server_teacher_needs_a_top_k_and_cannot_be_fine_tuned():
 
 
 def test_gkd_with_a_server_teacher_and_context_baking_is_valid():
-    plan = validate_and_plan(compose_config([*EUROPARL, "mode=gkd", "teacher_backend=openai", "mode.trainer.top_k=8",
+    plan = build_plan(compose_config([*EUROPARL, "mode=gkd", "teacher_backend=openai", "mode.trainer.top_k=8",
                                              "teacher_strategy=context_baking", "mode.trainer.seq_kd=true"]))
     assert not plan.backend_cls.needs_local_model and plan.backend_cls.declared_capabilities({}).generate

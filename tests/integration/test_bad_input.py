@@ -112,3 +112,58 @@ def test_data_dir_without_expected_files(tmp_path):
     empty.mkdir()
     (empty / "train.tsv").write_text("sentence\tlabel\nok\t1\n")
     assert_clean_failure(tmp_path, launch(tmp_path, "task=sst2", f"task.data_dir={empty}"), "task.data_dir", "dev.tsv")
+
+
+def assert_failed_run(proc: subprocess.CompletedProcess, run_dir: Path, *needles: str) -> str:
+    """An expected failure after the run directory was claimed: exit 1, its message on stderr and no
+    traceback, the directory marked failed (so it never looks like a good run) and nothing final."""
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1, text
+    assert "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, f"{needle!r} not in:\n{proc.stderr}"
+    meta = json.loads((run_dir / "run_metadata.json").read_text())
+    assert meta["status"] == "failed" and meta["error"]
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "final").exists()
+    assert "Traceback" not in (run_dir / "output.log").read_text()
+    return text
+
+
+TINY = ["task=demo", "model=minilm", "mode=sft", "logger=none", "task.max_train_samples=16",
+        "task.max_eval_samples=8", "task.max_length=32", "trainer.max_steps=1", "trainer.save_steps=0",
+        "trainer.per_device_train_batch_size=8"]
+
+
+def test_a_data_file_without_usable_rows_names_the_file(tmp_path):
+    data = tmp_path / "SST-2"
+    data.mkdir()
+    (data / "train.tsv").write_text("sentence\tlabel\nno label here\tmaybe\n")
+    (data / "dev.tsv").write_text("sentence\tlabel\na fine film\t1\n")
+    run_dir = tmp_path / "run"
+    proc = launch(tmp_path, "task=sst2", f"task.data_dir={data}", "logger=none", f"run_dir={run_dir}")
+    assert_failed_run(proc, run_dir, "forge: run stopped:", str(data / "train.tsv"), "no usable rows")
+
+
+def test_an_unreachable_teacher_server_stops_the_run_without_a_traceback(tmp_path):
+    from tests.conftest import SHARED_DATA
+
+    run_dir = tmp_path / "run"
+    proc = launch(tmp_path, "task=europarl_en_fr", f"task.data_dir={SHARED_DATA / 'europarl'}", "model=smollm2",
+                  "mode=gkd", "teacher_backend=openai", "teacher_backend.base_url=http://127.0.0.1:9/v1",
+                  "teacher_backend.max_retries=1", "teacher_backend.backoff_s=0.1", "mode.trainer.top_k=5",
+                  "task.max_train_samples=4", "task.max_eval_samples=2", "logger=none", f"run_dir={run_dir}")
+    assert_failed_run(proc, run_dir, "forge: run stopped:", "127.0.0.1:9")
+
+
+def test_hydra_run_dir_is_honoured_as_the_run_directory(tmp_path):
+    run_dir = tmp_path / "chosen" / "run"
+    proc = launch(tmp_path, *TINY, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads((run_dir / "run_metadata.json").read_text())["status"] == "finished"
+    assert not (tmp_path / "outputs").exists()  # not somewhere else, silently
+
+
+def test_hydra_run_dir_and_run_dir_naming_two_places_is_refused(tmp_path):
+    proc = launch(tmp_path, *TINY, f"hydra.run.dir={tmp_path / 'a'}", f"run_dir={tmp_path / 'b'}")
+    assert proc.returncode == 2 and "run_dir" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

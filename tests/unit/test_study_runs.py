@@ -42,6 +42,9 @@ def test_staged_family_counts_only_if_a_phase_weighs_it():
 
 def test_sft_mode_and_unknown_losses():
     combined = {"_target_": "forge.losses.composite.CombinedLoss", "feature": {}}
+    assert run_factors({"mode": {"name": "sft"}, "loss": combined}, {"mode": {"uses_loss": False}}) == \
+        Factors(False, False, False)
+    # a run directory written before modes were objects says so in its config
     assert run_factors({"mode": {"requires_teacher": False}, "loss": combined}) == Factors(False, False, False)
     assert run_factors({"loss": {"_target_": "mypkg.MyLoss"}}) is None
     assert run_factors({}) is None

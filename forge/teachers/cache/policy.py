@@ -16,7 +16,6 @@ from typing import Any, Optional
 from omegaconf import DictConfig
 
 from forge.config.errors import ConfigProblem
-from forge.losses.base import DistillationLoss
 
 CACHE_MODES = ("auto", "on", "off")
 CACHE_DTYPES = ("float16", "float32")
@@ -47,35 +46,34 @@ def _plain(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
-def refusals(cfg: DictConfig, loss: DistillationLoss, handler: Any) -> list[str]:
-    """Every reason the cache would give wrong teacher signals (or cannot serve) for this run."""
+def refusals(cfg: DictConfig, handler: Any, needs: Any, mode_reasons: list[str]) -> list[str]:
+    """Every reason the cache would give wrong teacher signals (or cannot serve) for this run.
+
+    needs: the mode's `TeacherNeeds`; mode_reasons: the mode's own (`Mode.cache_refusals`)."""
     reasons = []
     ts = cfg.teacher_strategy
     if ts.get("cotrain"):
         reasons.append(f"the teacher is co-trained (teacher_strategy={ts.name}): it changes every step, so "
                        "signals stored earlier are stale")
-    if cfg.mode.name == "gkd":
-        lmbda = float(cfg.mode.trainer.get("lmbda", 0.0) or 0.0)
-        if lmbda > 0:
-            reasons.append(f"mode=gkd with mode.trainer.lmbda={lmbda} trains on samples the student generates "
-                           "during training (on-policy): the teacher must score each new sample")
-        else:
-            reasons.append("mode=gkd reads its teacher through the teacher backend; the cache serves mode=kd")
-        if ts.get("context"):
-            reasons.append("context baking scores the teacher on prompts the student's data does not hold")
+    reasons += mode_reasons
+    if needs is not None and needs.via == "backend" and not mode_reasons:
+        reasons.append(f"mode={cfg.mode.name} reads its teacher through the teacher backend; the cache stands in "
+                       "for a teacher's forward pass (mode=kd)")
+    if ts.get("context"):
+        reasons.append("context baking scores the teacher on prompts the student's data does not hold")
     if getattr(handler, "augments_inputs", False):
         reasons.append(f"task={cfg.task.name} augments its inputs (an example's tokens differ between epochs)")
-    if cfg.mode.name == "kd" and loss.needs.logits and getattr(handler, "model_kind", "classification") != "classification":
-        reasons.append("KD on a token-level model reads dense per-token logits over the whole vocabulary "
-                       "(tens of thousands of floats per token): too large to store")
     backend = cfg.get("teacher_backend")
     if backend is not None and backend.get("name") not in (None, "hf"):
         reasons.append(f"teacher_backend={backend.get('name')} serves a remote teacher")
     return reasons
 
 
-def plan_cache(cfg: DictConfig, loss: DistillationLoss, handler: Any) -> tuple[CachePlan, list[ConfigProblem]]:
-    """The cache decision and, for teacher.cache=on where it would be wrong, the config problems."""
+def plan_cache(cfg: DictConfig, *, handler: Any, needs: Any, mode_reasons: list[str]
+               ) -> tuple[CachePlan, list[ConfigProblem]]:
+    """The cache decision and, for teacher.cache=on where it would be wrong, the config problems.
+
+    needs: the mode's `TeacherNeeds`, None when the mode has no teacher."""
     node = cfg.get("teacher") or {}
     mode = _plain(node.get("cache", "auto"))
     root_value: Optional[str] = node.get("cache_root")
@@ -89,11 +87,11 @@ def plan_cache(cfg: DictConfig, loss: DistillationLoss, handler: Any) -> tuple[C
     if dtype not in CACHE_DTYPES:
         problems.append(ConfigProblem("teacher.cache_dtype", "is not a cache dtype.", dtype,
                                       f"valid: {', '.join(CACHE_DTYPES)}"))
-    if not cfg.mode.requires_teacher:
+    if needs is None:
         return CachePlan(False, f"mode={cfg.mode.name} has no teacher", root, dtype, batch), problems
     if mode == "off":
         return CachePlan(False, "teacher.cache=off", root, dtype, batch), problems
-    reasons = refusals(cfg, loss, handler)
+    reasons = refusals(cfg, handler, needs, mode_reasons)
     if reasons and mode == "on":
         for reason in reasons:
             problems.append(ConfigProblem("teacher.cache", f"cannot be on: {reason}.", mode,

@@ -69,10 +69,10 @@ class TeacherCacheSession:
     tokenizer: Any
     loss: DistillationLoss
     num_layers: int
-    #: loads the teacher (from `checkpoint` when given) with the run's attention implementation
+    #: loads the teacher (from `checkpoint` when given), ready to use (`forge.teachers.provider`)
     load_teacher: Callable[[Optional[Path]], torch.nn.Module]
-    #: fine-tunes a freshly loaded teacher into `out_dir` (sealed); None when stopped by a signal
-    finetune: Callable[[torch.nn.Module, Path, Callable[[Path, Any], None]], Optional[torch.nn.Module]]
+    #: fine-tunes a freshly loaded teacher and seals it into `out_dir`; None when stopped by a signal
+    finetune_into: Callable[[Path, Callable[[Path, Any], None]], Optional[torch.nn.Module]]
     device: torch.device = torch.device("cpu")
     teacher: Optional[torch.nn.Module] = None
     report: dict[str, Any] = field(default_factory=dict)
@@ -104,7 +104,7 @@ class TeacherCacheSession:
 
     def _shared_finetuned_teacher(self) -> Path:
         """The sealed fine-tuned teacher for this recipe, fine-tuning it first if nobody has."""
-        from forge.teachers.strategy import sealed_teacher, teacher_init_rng
+        from forge.teachers.strategy import sealed_teacher
 
         key = self.recipe_key()
         path = self.plan.root / "teachers" / short(key)
@@ -112,14 +112,12 @@ class TeacherCacheSession:
             with exclusive(self.plan.root / "teachers" / f".{short(key)}.lock", f"the fine-tuned teacher {path}"):
                 if sealed_teacher(path) is None:  # another process may have sealed it while we waited
                     t0 = time.monotonic()
-                    with teacher_init_rng(self.cfg):  # the head's init belongs to the recipe, not the run
-                        teacher = self.load_teacher(None)
 
                     def record(staged: Path, model: Any) -> None:
                         write_json_atomic(staged / TEACHER_RECORD, {
                             "recipe_key": key, "weights_sha256": state_dict_fingerprint(model)})
 
-                    teacher = self.finetune(teacher, path, record)
+                    teacher = self.finetune_into(path, record)
                     if teacher is None:
                         raise InterruptedError("stopped while fine-tuning the shared teacher")
                     self.teacher = teacher
@@ -144,11 +142,8 @@ class TeacherCacheSession:
 
     def model(self) -> torch.nn.Module:
         """The teacher's weights, loaded on first use only."""
-        from forge.teachers.strategy import teacher_init_rng
-
         if self.teacher is None:
-            with teacher_init_rng(self.cfg):  # an untrained head (frozen_base) is part of the weights' key
-                self.teacher = self.load_teacher(self._checkpoint)
+            self.teacher = self.load_teacher(self._checkpoint)
         return self.teacher
 
     def release(self) -> None:

@@ -1,0 +1,164 @@
+"""A mode is an object: its config checks, what it needs from a teacher, its trainer and how that
+trainer is built from the run's components.
+
+`conf/mode/<name>.yaml` names the mode's class by `_target_`; `mode.trainer.*` holds the mode's own
+settings (a dataclass it declares). The plan asks the mode for its problems and its teacher needs;
+the pipeline asks it for its trainer. Nothing outside `forge/modes/` compares a mode's name, so a new
+mode is its module, its YAML and its test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping, Optional
+
+from transformers import TrainingArguments
+
+from forge.config.errors import ConfigProblem
+
+
+@dataclass(frozen=True)
+class TeacherNeeds:
+    """What a mode reads from its teacher.
+
+    via: "model", the trainer runs the teacher's forward passes itself (a live model, or the
+      teacher-signal cache standing in for it); "backend", it scores sequences through a
+      `TeacherBackend` (in-process or a server).
+    The flags name the outputs read; `missing_in(capabilities)` lists those a backend lacks.
+    """
+
+    via: str = "model"
+    dense_logits: bool = False
+    topk: bool = False
+    hidden_states: bool = False
+    attentions: bool = False
+    generate: bool = False
+
+    @property
+    def output_distribution(self) -> bool:
+        """Reads the teacher's next-token / label distribution (needs a trained head)."""
+        return self.dense_logits or self.topk
+
+    def missing_in(self, capabilities: Any) -> list[str]:
+        return capabilities.missing_for(logits=self.dense_logits, hidden_states=self.hidden_states,
+                                        attentions=self.attentions, topk=self.topk, generate=self.generate)
+
+
+@dataclass
+class PlanParts:
+    """The weightless pieces a mode checks itself against (built by `forge.plan`).
+
+    kind: the task's model kind; backend_cls / capabilities: the configured teacher backend's class
+    and what it declares it gives (None when the mode has no teacher or the backend is broken);
+    teacher_head_trained: whether the teacher's output head carries trained weights.
+    """
+
+    cfg: Any
+    handler: Any
+    loss: Any
+    kind: str
+    backend_cls: Optional[type] = None
+    capabilities: Any = None
+    teacher_head_trained: bool = True
+
+    @property
+    def backend_name(self) -> str:
+        node = self.cfg.get("teacher_backend") or {}
+        return str(node.get("name") or node.get("_target_") or "?")
+
+    @property
+    def loss_name(self) -> str:
+        return str(self.cfg.loss.get("name", "?"))
+
+
+class Mode(ABC):
+    """Base of every mode. Subclasses set the class attributes and override what differs.
+
+    needs_teacher: the mode distils from a teacher (the model group must define one).
+    uses_loss: the `loss` group's object is trained with (KD); other modes refuse a non-`ce` loss
+      (`loss_note` says what they train on instead).
+    accepts_teacher_context: context baking (teacher_strategy.context) is implemented.
+    trainer_class: a `transformers.Trainer` (or TRL) subclass with `from_components`.
+    args_class: the trainer's arguments class (`TrainingArguments`, or a subclass such as TRL's
+      `GRPOConfig`); `trainer_arguments()` adds the mode's own fields to it.
+    settings_class: a dataclass of the mode's `mode.trainer.*` settings (None: it takes none).
+    """
+
+    needs_teacher: ClassVar[bool] = False
+    uses_loss: ClassVar[bool] = False
+    accepts_teacher_context: ClassVar[bool] = False
+    trainer_class: ClassVar[type]
+    args_class: ClassVar[type] = TrainingArguments
+    settings_class: ClassVar[Optional[type]] = None
+    #: what the mode trains on instead of the loss group (for the refusal of a loss it would ignore)
+    loss_note: ClassVar[str] = "trains without the loss group's object"
+
+    def __init__(self, name: str, trainer: Optional[Mapping[str, Any]] = None) -> None:
+        self.name = str(name)
+        self.raw_settings: dict[str, Any] = dict(trainer or {})
+
+    # ---- config time --------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Any:
+        """The mode's settings object (call after `check` found no problem with them)."""
+        return None if self.settings_class is None else self.settings_class(**self.raw_settings)
+
+    def settings_problems(self) -> list[ConfigProblem]:
+        """Unknown keys, out-of-range values and the settings class's own refusals, as problems."""
+        from forge.config.ranges import range_problems
+
+        cls = self.settings_class
+        if cls is None:
+            return [ConfigProblem("mode.trainer", f"mode={self.name} takes no settings.", sorted(self.raw_settings),
+                                  "drop the mode.trainer overrides")] if self.raw_settings else []
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(self.raw_settings) - set(known))
+        if unknown:
+            return [ConfigProblem("mode.trainer", f"unknown setting(s) of mode={self.name}.", unknown,
+                                  f"valid: {', '.join(known)}")]
+        problems = range_problems(self.raw_settings, cls, "mode.trainer")
+        if not problems:
+            try:
+                self.settings  # noqa: B018 - the settings class's own cross-field checks
+            except (TypeError, ValueError) as exc:
+                problems.append(ConfigProblem("mode.trainer", str(exc)))
+        return problems
+
+    def check(self, parts: PlanParts) -> list[ConfigProblem]:
+        """Every problem of this mode with the rest of the config (override and extend)."""
+        problems = self.settings_problems()
+        if not self.uses_loss and parts.loss_name != "ce":
+            problems.append(ConfigProblem(
+                "loss", f"mode={self.name} {self.loss_note}, so this loss would be ignored.", parts.loss_name,
+                "drop the loss override (loss=ce), or use mode=kd to distil with it"))
+        return problems
+
+    def teacher_needs(self, parts: PlanParts) -> TeacherNeeds:
+        """What this mode reads from its teacher (only asked when `needs_teacher`)."""
+        return TeacherNeeds()
+
+    def cache_refusals(self, parts: PlanParts) -> list[str]:
+        """Reasons specific to this mode why the teacher-signal cache would give wrong signals."""
+        return []
+
+    def describe(self) -> dict[str, Any]:
+        """What run_metadata.json records about the mode (the study report reads it)."""
+        return {"name": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",
+                "needs_teacher": self.needs_teacher, "uses_loss": self.uses_loss}
+
+    # ---- run time -----------------------------------------------------------------------------
+
+    def trainer_arguments(self) -> dict[str, Any]:
+        """Fields of `args_class` beyond the `trainer.*` ones (e.g. GRPOConfig's num_generations)."""
+        return {}
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments `trainer_class.from_components` takes from this mode's settings."""
+        return {}
+
+    def build_trainer(self, components: Any, args: Any, runtime: Any) -> Any:
+        """The trainer, built from the run's components (student, data, teacher, loss, runtime)."""
+        return self.trainer_class.from_components(components, args, runtime=runtime, **self.trainer_kwargs())

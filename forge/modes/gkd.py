@@ -1,0 +1,74 @@
+"""`mode=gkd`: generalized knowledge distillation on completions (on-policy fraction `lmbda`,
+generalized JSD `beta`), the teacher scored through a teacher backend (in-process or a server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from forge.config.errors import ConfigProblem
+from forge.modes.base import Mode, PlanParts, TeacherNeeds
+from forge.trainers.gkd import GKDSettings, GKDTrainer
+
+
+class GKDMode(Mode):
+    """GKD (Agarwal et al., 2023) with Forge's own trainer; decoder tasks only."""
+
+    needs_teacher = True
+    accepts_teacher_context = True
+    trainer_class = GKDTrainer
+    settings_class = GKDSettings
+    loss_note = "has its own loss (generalized JSD, mode.trainer.beta)"
+
+    def teacher_needs(self, parts: PlanParts) -> TeacherNeeds:
+        top_k = self.raw_settings.get("top_k")
+        return TeacherNeeds(via="backend", dense_logits=top_k is None, topk=top_k is not None,
+                            generate=bool(self.raw_settings.get("seq_kd")))
+
+    def check(self, parts: PlanParts) -> list[ConfigProblem]:
+        from forge.models.kinds import model_kind
+
+        problems = super().check(parts)
+        if not model_kind(parts.kind).generates:
+            problems.append(ConfigProblem(
+                "mode", f"mode={self.name} trains on generated completions, so it needs a decoder (causal LM) "
+                        f"task; task={parts.cfg.task.name} is {parts.kind}.", self.name,
+                "use task=europarl_en_fr, or mode=kd"))
+        if float(parts.cfg.alpha) != 0.0:
+            problems.append(ConfigProblem(
+                "alpha", f"mode={self.name} does not use alpha: its loss is JSD + mode.trainer.sft_weight * CE.",
+                parts.cfg.alpha, "drop the alpha override; weigh CE with mode.trainer.sft_weight"))
+        ts = parts.cfg.teacher_strategy
+        if ts.cotrain:
+            problems.append(ConfigProblem("teacher_strategy", f"mode={self.name} distils from a frozen teacher.",
+                                          ts.name, "use teacher_strategy=frozen_base, frozen_sft or context_baking"))
+        if parts.capabilities is not None:
+            problems += self._backend_problems(parts)
+        return problems
+
+    def _backend_problems(self, parts: PlanParts) -> list[ConfigProblem]:
+        caps, name, settings = parts.capabilities, parts.backend_name, self.raw_settings
+        top_k, problems = settings.get("top_k"), []
+        if top_k is None and not caps.dense_logits:
+            problems.append(ConfigProblem(
+                "mode.trainer.top_k", f"is null (dense teacher logits), which teacher_backend={name} cannot give "
+                                      f"(it gives: {caps.describe()}).", None,
+                "set mode.trainer.top_k=20 (the server's top-k log-probabilities)"))
+        if top_k is not None and caps.max_k is not None and int(top_k) > caps.max_k:
+            problems.append(ConfigProblem("mode.trainer.top_k", f"exceeds what teacher_backend={name} returns "
+                                                                f"({caps.max_k}).", top_k,
+                                          f"use mode.trainer.top_k<={caps.max_k}"))
+        if settings.get("seq_kd") and not caps.generate:
+            problems.append(ConfigProblem("mode.trainer.seq_kd", f"needs the teacher to generate; "
+                                                                 f"teacher_backend={name} cannot.", True,
+                                          "set mode.trainer.seq_kd=false or use teacher_backend=hf"))
+        return problems
+
+    def cache_refusals(self, parts: PlanParts) -> list[str]:
+        lmbda = float(self.raw_settings.get("lmbda", 0.0) or 0.0)
+        if lmbda > 0:
+            return [f"mode={self.name} with mode.trainer.lmbda={lmbda} trains on samples the student generates "
+                    "during training (on-policy): the teacher must score each new sample"]
+        return []
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        return {"settings": self.settings}

@@ -1,0 +1,42 @@
+"""`mode=kd`: loss = CE + alpha · distillation, with the loss group's object (response, feature,
+attention and their composites) read from the teacher's forward pass, live or from the cache."""
+
+from __future__ import annotations
+
+from forge.config.errors import ConfigProblem
+from forge.modes.base import Mode, PlanParts, TeacherNeeds
+from forge.trainers.distillation import DistillationTrainer
+
+
+class KDMode(Mode):
+    """Knowledge distillation with a loss object; the teacher runs as a model (or its cached signals)."""
+
+    needs_teacher = True
+    uses_loss = True
+    trainer_class = DistillationTrainer
+
+    def teacher_needs(self, parts: PlanParts) -> TeacherNeeds:
+        needs = parts.loss.needs
+        return TeacherNeeds(via="model", dense_logits=needs.logits, hidden_states=needs.hidden_states,
+                            attentions=needs.attentions)
+
+    def check(self, parts: PlanParts) -> list[ConfigProblem]:
+        problems = super().check(parts)
+        if parts.capabilities is not None:
+            missing = self.teacher_needs(parts).missing_in(parts.capabilities)
+            if missing:
+                problems.append(ConfigProblem(
+                    "teacher_backend", f"loss={parts.loss_name} reads the teacher's {', '.join(missing)}, which "
+                                       f"teacher_backend={parts.backend_name} cannot give (it gives: "
+                                       f"{parts.capabilities.describe()}).", parts.backend_name,
+                    "use teacher_backend=hf, or mode=gkd (its loss reads only a top-k view)"))
+        return problems
+
+    def cache_refusals(self, parts: PlanParts) -> list[str]:
+        from forge.models.kinds import model_kind
+
+        if parts.loss.needs.logits and not model_kind(parts.kind).label_head:
+            return ["KD on a token-level model reads dense per-token logits over the whole vocabulary "
+                    "(tens of thousands of floats per token): too large to store"]
+        return []
+

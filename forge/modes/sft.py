@@ -1,0 +1,22 @@
+"""`mode=sft`: the student trains on cross-entropy only (alpha 0). The FAR study's baseline."""
+
+from __future__ import annotations
+
+from forge.config.errors import ConfigProblem
+from forge.modes.base import Mode, PlanParts
+from forge.trainers.finetuning import FinetuningTrainer
+
+
+class SFTMode(Mode):
+    """Supervised fine-tuning of the student; no teacher, no distillation loss."""
+
+    trainer_class = FinetuningTrainer
+    loss_note = "trains on cross-entropy only"
+
+    def check(self, parts: PlanParts) -> list[ConfigProblem]:
+        problems = super().check(parts)
+        alpha = float(parts.cfg.alpha)
+        if alpha != 0.0:
+            problems.append(ConfigProblem("alpha", f"mode={self.name} means alpha 0 (cross-entropy only).", alpha,
+                                          "drop the alpha override, or use mode=kd"))
+        return problems

@@ -1,0 +1,200 @@
+"""The teacher a run needs, as one object with four named kinds.
+
+    live       the configured weights (pretrained, or `teacher_strategy.checkpoint`), in this process
+    finetuned  fine-tuned on the task first (frozen_sft / cotrain_sft), sealed in <run>/teacher_sft
+               and reloaded from there on resume
+    cached     a frozen teacher read from the teacher-signal cache: its weights load only to build
+               missing signals or to be scored once; training never runs it
+    served     a remote teacher behind a backend (an OpenAI-compatible / vLLM server): no weights here
+
+The kind is decided by the plan from the config alone (`teacher_kind`); `TeacherProvider.obtain`
+returns a `Teacher` in the form the mode reads it (`TeacherNeeds.via`): a model for forward passes
+(or the cached signals standing in for it), or a backend. The attention rule lives here once: a
+teacher is fine-tuned on SDPA (its own fine-tuning never needs attention maps) and switched to the
+run's attention implementation (eager when a loss reads attention maps) before it is used.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import hydra.utils
+import torch
+from torch import nn
+
+from forge.config.errors import ConfigError, ConfigProblem
+
+log = logging.getLogger(__name__)
+
+
+class TeacherKind(str, Enum):
+    live = "live"
+    finetuned = "finetuned"
+    cached = "cached"
+    served = "served"
+
+
+def teacher_kind(cfg: Any, *, backend_cls: Optional[type], cache_enabled: bool) -> TeacherKind:
+    """Which kind of teacher a run with a teacher gets (decided before anything loads)."""
+    if backend_cls is not None and not backend_cls.needs_local_model:
+        return TeacherKind.served
+    if cache_enabled:
+        return TeacherKind.cached
+    ts = cfg.teacher_strategy
+    if ts.finetune_first and not ts.checkpoint:
+        return TeacherKind.finetuned
+    return TeacherKind.live
+
+
+@dataclass
+class Teacher:
+    """The teacher as the trainer reads it.
+
+    model: run by the trainer (live / finetuned with `via="model"`); None when cached or served.
+    backend: scores sequences (`via="backend"`: wraps the model in-process, or talks to a server).
+    signals: the cached signals standing in for the model's forward pass.
+    trainable: co-trained (its parameters join the student's optimizer and checkpoints).
+    """
+
+    kind: TeacherKind
+    model: Optional[nn.Module] = None
+    backend: Any = None
+    signals: Any = None
+    trainable: bool = False
+    session: Any = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def scores(self, score: Callable[[nn.Module], dict[str, float]], eval_sets: dict[str, Any]) -> Optional[dict]:
+        """The teacher's eval scores (a cached teacher's come from the shared store); None for a
+        served teacher, which Forge does not score."""
+        if self.session is not None:
+            return self.session.teacher_metrics(score, eval_sets)
+        if self.model is not None:
+            return score(self.model)
+        backend_model = getattr(self.backend, "model", None)
+        return score(backend_model) if backend_model is not None else None
+
+    def after_pre_eval(self) -> None:
+        """A cached teacher's weights are no longer needed once it has been scored."""
+        if self.session is not None:
+            self.session.release()
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+
+
+@dataclass
+class TeacherProvider:
+    """Obtains the `Teacher` of one run (see the module docstring).
+
+    finetune: `forge.trainers.teacher_finetune.finetune_teacher`-shaped callable (passed in, so
+    teachers never import trainers): (model, out_dir, on_sealing) -> model, or None when a stop
+    signal interrupted it.
+    """
+
+    cfg: Any
+    plan: Any
+    data: Any
+    processor: Any
+    run_dir: Path
+    ranks: Any
+    finetune: Callable[[nn.Module, Path, Optional[Callable[[Path, Any], None]]], Optional[nn.Module]]
+
+    # ---- loading: the one place that knows the attention rule and the head's seed -------------
+
+    def load(self, checkpoint: Optional[Path] = None, *, for_finetuning: bool = False) -> nn.Module:
+        """The teacher's weights (its new head drawn from `teacher_strategy.seed`), on this rank's
+        device; on SDPA when about to be fine-tuned, else the run's attention implementation."""
+        from forge.teachers.strategy import load_teacher_for
+
+        attn = "sdpa" if for_finetuning else self.plan.attn_implementation
+        model = load_teacher_for(self.cfg, self.plan.handler, self.processor, attn_implementation=attn,
+                                 checkpoint=checkpoint).to(self.ranks.device)
+        return model if for_finetuning else model.eval()
+
+    def finetune_into(self, out_dir: Path, on_sealing: Optional[Callable[[Path, Any], None]] = None) -> Optional[nn.Module]:
+        """Load the teacher fresh, fine-tune it and seal it into `out_dir`; None when interrupted."""
+        trained = self.finetune(self.load(for_finetuning=True), Path(out_dir), on_sealing)
+        if trained is None:
+            return None
+        if self.plan.attn_implementation != "sdpa":
+            trained.set_attn_implementation(self.plan.attn_implementation)
+        return trained.eval()
+
+    # ---- the four kinds -------------------------------------------------------------------------
+
+    def obtain(self) -> Optional[Teacher]:
+        """The teacher this run needs (None for a mode without one). Raises InterruptedError when a
+        stop signal interrupted the teacher's fine-tuning."""
+        kind = self.plan.teacher_kind
+        if kind is None:
+            return None
+        with self.ranks.main_first():  # rank 0 fine-tunes / builds caches; the others then read them
+            teacher = {TeacherKind.served: self._served, TeacherKind.cached: self._cached,
+                       TeacherKind.finetuned: self._finetuned, TeacherKind.live: self._live}[kind]()
+        if self.plan.teacher_needs.via == "backend" and teacher.backend is None:
+            teacher.backend = self._backend(model=teacher.model)
+            teacher.model = None
+        if teacher.backend is not None:
+            teacher.backend.check_tokenizer(self._tokenizer())
+            teacher.report["backend"] = teacher.backend.describe()
+            log.info("Teacher backend: %s", teacher.report["backend"])
+        teacher.report["kind"] = kind.value
+        return teacher
+
+    def _served(self) -> Teacher:
+        return Teacher(TeacherKind.served, backend=self._backend(tokenizer=self._tokenizer()))
+
+    def _cached(self) -> Teacher:
+        from forge.teachers.cache.session import TeacherCacheSession
+
+        session = TeacherCacheSession(cfg=self.cfg, plan=self.plan.cache, data=self.data, tokenizer=self._tokenizer(),
+                                      loss=self.plan.loss, num_layers=self.plan.teacher_info.num_layers,
+                                      load_teacher=self.load, finetune_into=self.finetune_into,
+                                      device=self.ranks.device)
+        signals = session.signals()
+        return Teacher(TeacherKind.cached, signals=signals, session=session, report=session.report)
+
+    def _finetuned(self) -> Teacher:
+        from forge.runtime.layout import RunLayout
+        from forge.teachers.strategy import finetuned_teacher_in
+
+        self._check_shared_vocabulary()
+        sealed = finetuned_teacher_in(self.run_dir)
+        if sealed is not None:
+            log.info("Reusing the teacher this run fine-tuned before: %s", sealed)
+            model = self.load(sealed)
+        else:
+            model = self.finetune_into(RunLayout(self.run_dir).teacher_sft)
+            if model is None:
+                raise InterruptedError("stopped while fine-tuning the teacher")
+        return Teacher(TeacherKind.finetuned, model=model, trainable=bool(self.cfg.teacher_strategy.cotrain))
+
+    def _live(self) -> Teacher:
+        self._check_shared_vocabulary()
+        return Teacher(TeacherKind.live, model=self.load(), trainable=bool(self.cfg.teacher_strategy.cotrain))
+
+    # ---- helpers --------------------------------------------------------------------------------
+
+    def _tokenizer(self) -> Any:
+        from forge.models.recipe import tokenizer_of
+
+        return tokenizer_of(self.processor)
+
+    def _backend(self, **objects: Any) -> Any:
+        """The configured backend, built around `model=` (in-process) or `tokenizer=` (a server)."""
+        return hydra.utils.instantiate(self.cfg.teacher_backend, _convert_="all", **objects)
+
+    def _check_shared_vocabulary(self) -> None:
+        """Student and teacher read the same input_ids, so their vocabularies must be identical."""
+        from forge.models.loading import load_tokenizer
+
+        if self._tokenizer().get_vocab() != load_tokenizer(self.cfg.model.teacher).get_vocab():
+            raise ConfigError(ConfigProblem(
+                "model", "student and teacher tokenizers differ; token-level distillation needs one vocabulary.",
+                None, "pick a pair that shares a tokenizer (e.g. model=minilm or model=bert_distilbert)."))
