@@ -16,4 +16,11 @@ def run(cfg: Any) -> dict:
     return _run(cfg)
 
 
-__all__ = ["run"]
+def open_run(path: Any) -> Any:
+    """A finished or interrupted run, read back from its directory (`forge.run_view.RunView`)."""
+    from forge.run_view import open_run as _open_run
+
+    return _open_run(path)
+
+
+__all__ = ["open_run", "run"]
