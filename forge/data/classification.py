@@ -15,7 +15,6 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 
 from forge.data.base import TOKENIZER_INPUT_KEYS, PreparedData, TaskDataHandler
-from forge.data.base import sample_indices  # noqa: F401  (re-exported: its old home)
 from forge.data.collate import ClassificationCollator
 from forge.eval.metrics import classification_metrics
 

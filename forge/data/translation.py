@@ -23,14 +23,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from forge.config.errors import ConfigError, ConfigProblem, DataError
-from forge.data.prompted import (  # noqa: F401  (first_line, CHAT_MODES...: importable from here too)
-    CHAT_MODES,
+from forge.data.prompted import (
     EVAL_SET,
-    SOURCE_PLACEHOLDER,
-    SOURCE_TEXT,
     PromptCompletionHandler,
     PromptPairs,
-    first_line,
 )
 from forge.data.tsv import data_error, iter_rows, no_usable_rows, read_header
 from forge.eval.metrics import translation_metrics

@@ -8,7 +8,6 @@ bootstrap seeds and no timestamps, so regenerating a report over the same runs g
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional

@@ -27,10 +27,10 @@ import torch
 
 from forge.losses.divergence import TopKView, topk_forward_kl, topk_generalized_jsd
 from forge.teachers.backends.base import ScoreRequest, TeacherBackendError, TeacherServerError
+from forge.teachers.backends.completions import parse_echo
+from forge.teachers.backends.echo_alignment import match_echo, shift_evidence
 from forge.teachers.backends.openai import OpenAICompatibleBackend
-from forge.teachers.backends.token_map import (
-    TokenStrings, match_echo, parse_echo, shift_evidence,
-)
+from forge.teachers.backends.token_strings import TokenStrings
 from tests.server.conftest import free_port
 
 pytestmark = pytest.mark.server

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from forge.config.errors import ConfigError
-from forge.data.classification import ClassificationHandler, sample_indices
+from forge.data.base import sample_indices
+from forge.data.classification import ClassificationHandler
 from forge.data.glue import GLUE_TASKS, GlueHandler
 
 REPO = Path(__file__).resolve().parents[2]

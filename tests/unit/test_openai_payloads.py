@@ -21,11 +21,11 @@ from forge.losses.divergence import TopKView
 from forge.teachers.backends import http as http_mod
 from forge.teachers.backends.base import ScoreRequest, TeacherBackendError, TeacherServerError
 from forge.teachers.backends.http import JsonClient, MalformedResponse, RetryPolicy, redact_url
-from forge.teachers.backends.openai import OpenAICompatibleBackend, parse_completion
-from forge.teachers.backends.token_map import (
-    ShiftEvidence, TokenStrings, echo_rows, match_echo, normalize, parse_echo, shift_evidence,
-    top_row,
-)
+from forge.teachers.backends.completions import parse_completion, parse_echo
+from forge.teachers.backends.echo_alignment import ShiftEvidence, match_echo, shift_evidence
+from forge.teachers.backends.openai import OpenAICompatibleBackend
+from forge.teachers.backends.token_map import echo_rows, top_row
+from forge.teachers.backends.token_strings import TokenStrings, normalize
 
 # ------------------------------------------------------------------------------------------
 # A tiny tokenizer: whole-piece greedy matching over a fixed vocabulary.

@@ -20,14 +20,14 @@ import torch
 from forge.config.errors import ConfigError, DataError
 from forge.config.schema import TranslationTaskConfig
 from forge.data.causal_collate import IGNORE_INDEX, CausalLMCollator, CausalLMEvalCollator, pad_sequences
-from forge.data.classification import sample_indices
+from forge.data.base import sample_indices
 from forge.data.translation import (
     TranslationHandler,
     TranslationPairs,
-    first_line,
     hub_heldout_rows,
     read_pairs_tsv,
 )
+from forge.data.prompted import first_line
 from forge.eval.metrics import bleu, chrf, translation_metrics
 
 REPO = Path(__file__).resolve().parents[2]

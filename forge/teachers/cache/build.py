@@ -35,6 +35,69 @@ def _parse(name: str) -> tuple[str, int]:
     return (kind, int(index)) if index else (kind, -1)
 
 
+class _EntryWriters:
+    """The entries one pass writes, each created on the first batch that reaches it, once the
+    output sizes (classes, width, heads) are known; written at each example's own offsets, so
+    the order of the pass does not matter."""
+
+    def __init__(self, store: SignalStore, lengths: np.ndarray, dtype: np.dtype) -> None:
+        self.store = store
+        self.lengths = lengths
+        self.rows = row_offsets(lengths)
+        self.dtype = dtype
+        self.writers: dict[str, Any] = {}
+        self.meta: dict[str, dict[str, Any]] = {}
+        self.attn_starts: dict[str, np.ndarray] = {}
+
+    def logits(self, index: np.ndarray, logits: torch.Tensor) -> None:
+        values = logits.float().cpu().numpy()
+        if values.ndim != 2:
+            raise RuntimeError("the teacher cache stores sequence-level logits only ([B, C])")
+        name = entry_logits()
+        if name not in self.writers:
+            self.writers[name] = self.store.new_entry(name, (len(self.lengths), values.shape[1]), self.dtype)
+        self.writers[name].array[index] = values.astype(self.dtype)
+
+    def hidden(self, layer: int, index: np.ndarray, hidden: torch.Tensor) -> None:
+        hs = hidden.float().cpu().numpy()
+        name, rows, lengths = entry_hidden(layer), self.rows, self.lengths
+        if name not in self.writers:
+            self.writers[name] = self.store.new_entry(name, (int(rows[-1]), hs.shape[-1]), self.dtype)
+        for b, i in enumerate(index):
+            self.writers[name].array[rows[i]:rows[i + 1]] = hs[b, :lengths[i]].astype(self.dtype)
+
+    def attention(self, layer: int, index: np.ndarray, attention: torch.Tensor) -> None:
+        att = attention.float().cpu().numpy()
+        name = entry_attention(layer)
+        if name not in self.writers:
+            heads = att.shape[1]
+            self.attn_starts[name] = attention_offsets(self.lengths, heads)
+            self.writers[name] = self.store.new_entry(name, (int(self.attn_starts[name][-1]),), self.dtype)
+            self.meta[name] = {"heads": heads}
+        starts = self.attn_starts[name]
+        for b, i in enumerate(index):
+            n = self.lengths[i]
+            self.writers[name].array[starts[i]:starts[i + 1]] = att[b, :, :n, :n].astype(self.dtype).reshape(-1)
+
+    def commit(self) -> None:
+        for name, w in self.writers.items():
+            w.commit(**self.meta.get(name, {}))
+
+    def abort(self) -> None:
+        for w in self.writers.values():
+            if getattr(w, "array", None) is not None:
+                w.abort()
+
+
+def _check_right_padded(mask: torch.Tensor, lengths: np.ndarray) -> None:
+    """Cached rows are cut at each example's dataset length: the collator must pad on the right
+    and keep every real token, as in an online KD step."""
+    expect = torch.as_tensor(lengths, device=mask.device)
+    if not torch.equal(mask.sum(1), expect) or not bool(
+            (mask == (torch.arange(mask.shape[1], device=mask.device)[None] < expect[:, None])).all()):
+        raise RuntimeError("the teacher cache needs right-padded inputs whose lengths match the dataset's")
+
+
 @torch.no_grad()
 def build_entries(store: SignalStore, teacher: torch.nn.Module, dataset: Any,
                   collator: Callable[[list[dict]], dict], wanted: Sequence[str], *, dtype: np.dtype,
@@ -44,61 +107,28 @@ def build_entries(store: SignalStore, teacher: torch.nn.Module, dataset: Any,
     device = device or next(teacher.parameters()).device
     teacher.eval()
     lengths = store.lengths().astype(np.int64)
-    rows = row_offsets(lengths)
     kinds = [_parse(name) for name in wanted]
     want_hidden = [i for k, i in kinds if k == "hidden"]
     want_attn = [i for k, i in kinds if k == "attn"]
     want_logits = any(k == "logits" for k, _ in kinds)
-
-    # Entries are created on the first batch, once the output sizes (classes, width, heads) are known.
-    writers: dict[str, Any] = {}
-    meta: dict[str, dict[str, Any]] = {}
-    attn_starts: dict[str, np.ndarray] = {}
+    entries = _EntryWriters(store, lengths, dtype)
     order = np.argsort(lengths, kind="stable")
     try:
         for start in range(0, len(order), batch_size):
             index = order[start:start + batch_size]
             batch = collator([dataset[int(i)] for i in index])
             inputs = {k: v.to(device) for k, v in model_inputs(batch).items() if k != "labels"}
-            mask = inputs["attention_mask"]
-            expect = torch.as_tensor(lengths[index], device=mask.device)
-            if not torch.equal(mask.sum(1), expect) or not bool(
-                    (mask == (torch.arange(mask.shape[1], device=mask.device)[None] < expect[:, None])).all()):
-                raise RuntimeError("the teacher cache needs right-padded inputs whose lengths match the dataset's")
+            _check_right_padded(inputs["attention_mask"], lengths[index])
             out = teacher(**inputs, output_hidden_states=bool(want_hidden), output_attentions=bool(want_attn))
             if want_logits:
-                logits = out.logits.float().cpu().numpy()
-                if logits.ndim != 2:
-                    raise RuntimeError("the teacher cache stores sequence-level logits only ([B, C])")
-                name = entry_logits()
-                if name not in writers:
-                    writers[name] = store.new_entry(name, (len(lengths), logits.shape[1]), dtype)
-                writers[name].array[index] = logits.astype(dtype)
+                entries.logits(index, out.logits)
             for layer in want_hidden:
-                hs = out.hidden_states[layer].float().cpu().numpy()
-                name = entry_hidden(layer)
-                if name not in writers:
-                    writers[name] = store.new_entry(name, (int(rows[-1]), hs.shape[-1]), dtype)
-                for b, i in enumerate(index):
-                    writers[name].array[rows[i]:rows[i + 1]] = hs[b, :lengths[i]].astype(dtype)
+                entries.hidden(layer, index, out.hidden_states[layer])
             for layer in want_attn:
-                att = out.attentions[layer].float().cpu().numpy()
-                name = entry_attention(layer)
-                if name not in writers:
-                    heads = att.shape[1]
-                    attn_starts[name] = attention_offsets(lengths, heads)
-                    writers[name] = store.new_entry(name, (int(attn_starts[name][-1]),), dtype)
-                    meta[name] = {"heads": heads}
-                starts = attn_starts[name]
-                for b, i in enumerate(index):
-                    n = lengths[i]
-                    writers[name].array[starts[i]:starts[i + 1]] = att[b, :, :n, :n].astype(dtype).reshape(-1)
-        for name, w in writers.items():
-            w.commit(**meta.get(name, {}))
+                entries.attention(layer, index, out.attentions[layer])
+        entries.commit()
     except BaseException:
-        for w in writers.values():
-            if getattr(w, "array", None) is not None:
-                w.abort()
+        entries.abort()
         raise
     seconds = time.monotonic() - t0
     log.info("Teacher cache: built %s for %d examples in %.1f s", ", ".join(wanted), len(lengths), seconds)
