@@ -23,7 +23,7 @@ from transformers import set_seed
 
 from forge.eval.loop import evaluate_model, primary_key
 from forge.eval.transfer import format_report, transfer_gap
-from forge.plan import build_plan
+from forge.plan import build_plan, sharded
 from forge.runtime.checkpoints import latest_complete_checkpoint
 from forge.runtime.layout import RunLayout
 from forge.runtime.ranks import RankContext
@@ -51,8 +51,9 @@ def run(cfg: DictConfig | dict) -> dict[str, Any]:
     resume = str(cfg.get("resume", "auto"))
     done = finished_metrics(RunLayout(run_dir)) if resume != "never" else None
     if done is not None:
-        print(f"forge: run {run_dir} already finished; nothing to do (metrics.json is unchanged). "
-              "Use a new run_dir to train again.", flush=True)
+        if ranks.is_main:
+            print(f"forge: run {run_dir} already finished; nothing to do (metrics.json is unchanged). "
+                  "Use a new run_dir to train again.", flush=True)
         return done
     decision = decide_resume(resume, run_dir, verify_mode=verify_mode(cfg))
     layout = claim(cfg, run_dir, ranks)
@@ -85,10 +86,9 @@ def _stages(s: RunSession) -> dict[str, Any]:
     processor, data = prepare_data(s)
     student = build_student_stage(s, processor)
     teacher = obtain_teacher(s, data, processor)
-    score = scorer(s, data)
-    pre = pre_evaluate(s, data, student, teacher, score)
-    trained = train(s, data, processor, student, teacher, score)
-    post = post_evaluate(student, teacher, pre, score)
+    pre = pre_evaluate(s, data, student, teacher, local_scorer(s, data))
+    trained = train(s, data, processor, student, teacher, scorer(s, data))
+    post = post_evaluate(s, student, teacher, pre, local_scorer(s, data))
     return save_and_report(s, data, processor, student, teacher, pre, post, trained)
 
 
@@ -100,7 +100,8 @@ def prepare_data(s: RunSession) -> tuple[Any, Any]:
     from forge.models.loading import load_processor
 
     handler = s.plan.handler
-    processor = load_processor(s.cfg.model.student, handler.model_kind)
+    with s.ranks.main_first():  # loading the processor converts a packaged model once, on rank 0
+        processor = load_processor(s.cfg.model.student, handler.model_kind)
     context = s.cfg.teacher_strategy.get("context") if s.plan.teacher_needs is not None else None
     data = handler.prepare(processor, teacher_context=context)
     log.info("Data: %d training examples; eval sets %s", len(data.train),
@@ -138,7 +139,7 @@ def obtain_teacher(s: RunSession, data: Any, processor: Any) -> Any:
         raise interrupted(s, 0) from None
     if plan.cache is not None and plan.cache.reason and teacher.kind != TeacherKind.cached:
         log.info("Teacher cache not used: %s", plan.cache.reason)
-    if s.stop.requested:
+    if s.ranks.agree_max(int(s.stop.signum or 0)):  # a signal on any rank stops every rank here
         raise interrupted(s, 0)
     return teacher
 
@@ -150,37 +151,58 @@ def _teacher_finetuner(s: RunSession, data: Any, processor: Any) -> Callable[...
 
     def finetune(model: torch.nn.Module, out_dir: Path, on_sealing: Any = None) -> Any:
         return finetune_teacher(model, s.cfg, data, processor, out_dir=out_dir, seed=teacher_seed(s.cfg),
-                                callbacks=[GracefulStopCallback(s.stop)], on_sealing=on_sealing)
+                                callbacks=[GracefulStopCallback(s.stop, s.ranks)], on_sealing=on_sealing)
 
     return finetune
 
 
 # ---- evaluation ---------------------------------------------------------------------------------
 
-def scorer(s: RunSession, data: Any) -> Score:
-    """model -> flat metrics on every eval set, through the task's own eval loop."""
+def local_scorer(s: RunSession, data: Any) -> Score:
+    """model -> flat metrics on every eval set, through the task's own eval loop, in this process."""
     handler, device = s.plan.handler, s.ranks.device
     batch_size = s.cfg.trainer.per_device_eval_batch_size
 
-    def score(model: torch.nn.Module) -> dict[str, float]:
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
         model.to(device)
         return evaluate_model(model, handler, data.eval_sets, data.evaluation_collator, batch_size=batch_size,
                               device=device)
 
-    return score
+    return evaluate
+
+
+def scorer(s: RunSession, data: Any) -> Score:
+    """The scorer every rank calls during training (periodic evaluation): the same numbers as one
+    process. With DDP rank 0 evaluates and tells the others (the model is whole on every rank); with
+    FSDP the model is sharded, so every rank runs the same evaluation."""
+    evaluate = local_scorer(s, data)
+    if not s.ranks.distributed or sharded(s.cfg):
+        return evaluate
+    return lambda model: s.ranks.share(evaluate(model) if s.ranks.is_main else None)
+
+
+def _on_one_rank(s: RunSession, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`compute()` on rank 0 and shared (DDP), or on every rank (FSDP, whose evaluation is collective)."""
+    if not s.ranks.distributed or sharded(s.cfg):
+        return compute()
+    return s.ranks.share(compute() if s.ranks.is_main else None)
 
 
 def pre_evaluate(s: RunSession, data: Any, student: torch.nn.Module, teacher: Any, score: Score) -> dict[str, Any]:
     """Teacher and student before training (a resumed run reads what its first attempt scored)."""
     from forge.tracking.base import flatten
 
-    if s.decision.resuming and s.layout.pre_metrics.is_file():
-        pre = read_json(s.layout.pre_metrics)
-    else:
+    def scores() -> dict[str, Any]:
         pre = {"student": score(student)}
         teacher_scores = teacher.scores(score, data.eval_sets) if teacher is not None else None
         if teacher_scores is not None:
             pre["teacher"] = teacher_scores
+        return pre
+
+    if s.decision.resuming and s.layout.pre_metrics.is_file():
+        pre = read_json(s.layout.pre_metrics)
+    else:
+        pre = _on_one_rank(s, scores)
         if s.ranks.is_main:
             write_json_atomic(s.layout.pre_metrics, pre)
     if teacher is not None:
@@ -194,12 +216,17 @@ def pre_evaluate(s: RunSession, data: Any, student: torch.nn.Module, teacher: An
     return pre
 
 
-def post_evaluate(student: torch.nn.Module, teacher: Any, pre: dict[str, Any], score: Score) -> dict[str, Any]:
+def post_evaluate(s: RunSession, student: torch.nn.Module, teacher: Any, pre: dict[str, Any],
+                  score: Score) -> dict[str, Any]:
     """The student after training; a frozen teacher cannot have changed, so its pre scores stand."""
-    post = {"student": score(student)}
-    if "teacher" in pre:
-        post["teacher"] = score(teacher.model) if teacher is not None and teacher.trainable else dict(pre["teacher"])
-    return post
+    def scores() -> dict[str, Any]:
+        post = {"student": score(student)}
+        if "teacher" in pre:
+            trained = teacher is not None and teacher.trainable
+            post["teacher"] = score(teacher.model) if trained else dict(pre["teacher"])
+        return post
+
+    return _on_one_rank(s, scores)
 
 
 # ---- training -----------------------------------------------------------------------------------
@@ -207,12 +234,12 @@ def post_evaluate(student: torch.nn.Module, teacher: Any, pre: dict[str, Any], s
 def train(s: RunSession, data: Any, processor: Any, student: torch.nn.Module, teacher: Any,
           score: Score) -> Trained:
     """The mode's trainer on the run's components, resumed from the decided checkpoint."""
-    from forge.trainers.args import training_arguments
+    from forge.trainers.args import distributed_arguments, training_arguments
 
     plan, cfg = s.plan, s.cfg
     stop_callback, state, runtime = _runtime(s, data, score)
     args = training_arguments(cfg.trainer, output_dir=s.layout.root, seed=cfg.seed, args_class=plan.mode.args_class,
-                              **plan.mode.trainer_arguments())
+                              **distributed_arguments(cfg.get("distributed")), **plan.mode.trainer_arguments())
     trainer = plan.mode.build_trainer(_components(s, data, processor, student, teacher), args, runtime)
     state.attach(trainer, resumed_from=s.decision.checkpoint)
     checkpoint = str(s.decision.checkpoint) if s.decision.checkpoint else None
@@ -223,7 +250,7 @@ def train(s: RunSession, data: Any, processor: Any, student: torch.nn.Module, te
             teacher.close()
     if stop_callback.stopped_at_step is not None and trainer.state.global_step < trainer.state.max_steps:
         state.write(status="interrupted")
-        raise interrupted(s, trainer.state.global_step)
+        raise interrupted(s, trainer.state.global_step, stop_callback.stopped_by)
     state.write(status="finished", training_loss=mean_logged_loss(trainer.state.log_history))
     return Trained(trainer, output, state)
 
@@ -254,7 +281,7 @@ def _runtime(s: RunSession, data: Any, score: Score) -> tuple[Any, TrainingState
 
     handler = s.plan.handler
     key = primary_key(handler, data.eval_sets)
-    stop_callback = GracefulStopCallback(s.stop)
+    stop_callback = GracefulStopCallback(s.stop, s.ranks)
     state = TrainingStateWriter(s.layout.root, primary_metric=key, enabled=s.ranks.is_main)
     runtime = TrainingRuntime(
         keep_last=keep_last_checkpoints(s.cfg.trainer),
@@ -267,9 +294,11 @@ def _runtime(s: RunSession, data: Any, score: Score) -> tuple[Any, TrainingState
     return stop_callback, state, runtime
 
 
-def interrupted(s: RunSession, step: int) -> RunInterrupted:
+def interrupted(s: RunSession, step: int, signum: Optional[int] = None) -> RunInterrupted:
+    """The exception that ends a stopped run: the signal any rank received (all agree on it)."""
+    signum = signum or s.ranks.agree_max(int(s.stop.signum or 0)) or 15
     last = latest_complete_checkpoint(s.layout.root, "size")
-    return RunInterrupted(s.stop.signum or 15, step, str(last) if last else None, dict(s.stop.previous))
+    return RunInterrupted(signum, step, str(last) if last else None, dict(s.stop.previous))
 
 
 # ---- save and report ----------------------------------------------------------------------------
@@ -295,8 +324,9 @@ def save_and_report(s: RunSession, data: Any, processor: Any, student: torch.nn.
                   "global_step": trainer.state.global_step,
                   "train_loss": mean_logged_loss(trainer.state.log_history)},
     }
+    states = _full_states(s, trainer)  # FSDP: every rank takes part in gathering the sharded weights
     if s.ranks.is_main:
-        _save_trained(s, processor, student, teacher)
+        _save_trained(s, processor, student, teacher, states)
         write_json_atomic(s.layout.metrics, metrics)
     s.tracker.log(flatten({"post": post}), step=trainer.state.global_step)
     s.tracker.summary({"pre": pre, "post": post, "transfer_gap": gap.as_dict(), "peak": metrics["peak"]})
@@ -304,16 +334,32 @@ def save_and_report(s: RunSession, data: Any, processor: Any, student: torch.nn.
     return metrics
 
 
-def _save_trained(s: RunSession, processor: Any, student: torch.nn.Module, teacher: Any) -> None:
+def _full_states(s: RunSession, trainer: Any) -> dict[str, Optional[dict[str, Any]]]:
+    """With FSDP, the unsharded state dicts of what trained (gathered by every rank, held by rank 0),
+    split by part ("student", "teacher", "loss"); without sharding, nothing (the modules are whole)."""
+    if not sharded(s.cfg) or not s.ranks.distributed:
+        return {}
+    full = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    parts: dict[str, Optional[dict[str, Any]]] = {}
+    wrapped = any(k.startswith("student.") for k in (full or {}))
+    for part in ("student", "teacher", "loss"):
+        prefix = f"{part}."
+        parts[part] = {k[len(prefix):]: v for k, v in full.items() if k.startswith(prefix)} if wrapped and full \
+            else (full if part == "student" else None)
+    return parts
+
+
+def _save_trained(s: RunSession, processor: Any, student: torch.nn.Module, teacher: Any,
+                  states: dict[str, Optional[dict[str, Any]]]) -> None:
     """The merged student in final/, the loss's trained projections beside it, a co-trained teacher."""
     from safetensors.torch import save_file
 
     from forge.models.recipe import save_final
 
-    save_final(student, processor, s.layout.final)
+    save_final(student, processor, s.layout.final, state_dict=states.get("student"))
     loss = s.plan.loss
     if s.plan.mode.uses_loss and any(True for _ in loss.parameters()):
-        save_file({k: v.detach().cpu().contiguous() for k, v in loss.state_dict().items()},
-                  str(s.layout.loss_projections))
+        loss_state = states.get("loss") or loss.state_dict()
+        save_file({k: v.detach().cpu().contiguous() for k, v in loss_state.items()}, str(s.layout.loss_projections))
     if teacher is not None and teacher.trainable and teacher.model is not None:
-        save_final(teacher.model, processor, s.layout.teacher_final)
+        save_final(teacher.model, processor, s.layout.teacher_final, state_dict=states.get("teacher"))

@@ -66,6 +66,7 @@ def build_plan(cfg: DictConfig) -> RunPlan:
     problems.raise_if_any()  # a key no schema has (`+logger.api_key=...`): nothing can be built from it
     problems.extend(config_range_problems(cfg))
     _check_signals(cfg, problems)
+    _check_sharding(cfg, problems)
     mode = _built(problems, "mode", lambda: _mode(cfg))
     handler = _built(problems, "task", lambda: hydra.utils.instantiate(cfg.task, _convert_="all"))
     if handler is not None:
@@ -208,6 +209,26 @@ def _check_teacher_use(cfg: DictConfig, mode: Mode, parts: PlanParts, needs: Opt
                      "use teacher_strategy=frozen_base or context_baking (or teacher_backend=hf)")
     if mode.uses_loss and student_info is not None and teacher_info is not None:
         problems.extend(parts.loss.validate(student_info, teacher_info))
+
+
+def sharded(cfg: DictConfig) -> bool:
+    """The student's parameters are sharded across ranks (FSDP): every rank must then take part in
+    each forward pass, evaluation included."""
+    node = cfg.get("distributed")
+    return node is not None and str(getattr(node.get("strategy"), "value", node.get("strategy"))) == "fsdp"
+
+
+def _check_sharding(cfg: DictConfig, problems: ProblemCollector) -> None:
+    import torch
+
+    if not sharded(cfg):
+        return
+    if not torch.cuda.is_available():
+        problems.add("distributed", "FSDP shards the student across GPUs; accelerate does not shard on CPUs and "
+                     "would silently run DDP instead.", "fsdp", "use distributed=ddp (the default) on CPUs")
+    if cfg.model.student.lora.enabled:
+        problems.add("distributed", "FSDP with a LoRA student is not supported yet (the adapters would have to be "
+                     "merged from sharded weights).", "fsdp", "use distributed=ddp, or model.student.lora.enabled=false")
 
 
 def _check_signals(cfg: DictConfig, problems: ProblemCollector) -> None:

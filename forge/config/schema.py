@@ -20,6 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from forge.config.ranges import at_least, in_range, non_negative, positive, seed_field
+from forge.config.task_schema import GlueTaskConfig, TaskConfig, TranslationTaskConfig
 
 
 class ModelSource(str, Enum):
@@ -47,6 +48,8 @@ class ModelSpec:
     init_layers: build a shallower model by copying these transformer blocks (0-based) from the
       source (DistilBERT-style initialisation); null keeps every layer.
     revision: hub revision (ignored for local/packaged).
+    config_overrides: model config attributes set when it loads, e.g. `{hidden_dropout_prob: 0.0}`
+      (a comparison without dropout, such as one rank against several).
     """
 
     source: ModelSource = ModelSource.hub
@@ -54,6 +57,7 @@ class ModelSpec:
     init_layers: Optional[list[int]] = None
     revision: Optional[str] = None
     lora: LoraSpec = field(default_factory=LoraSpec)
+    config_overrides: Any = None
 
 
 @dataclass
@@ -96,62 +100,6 @@ class TeacherStrategyConfig:
     # Context baking: text the teacher sees before each prompt (as the chat system message, or
     # prepended to a plain prompt) and the student never does (mode=gkd, decoder tasks).
     context: Optional[str] = None
-
-
-@dataclass
-class TaskConfig:
-    """Fields every task has; handlers add their own (a GLUE task's `glue_task`, a prompt...).
-
-    Every key here is a constructor argument of the handler (`instantiate(cfg.task)`).
-    data_dir: null loads from the hub (or the packaged copy for `demo`); a path reads local files.
-    max_train_samples / max_eval_samples: cap each split with a random subset drawn with `seed`
-      (deterministic per seed); null keeps everything.
-    seed: the base task yaml sets `${seed}`, so one top-level seed fixes the subsets too.
-    """
-
-    _target_: str = MISSING
-    name: str = MISSING
-    data_dir: Optional[str] = None
-    max_train_samples: Optional[int] = at_least(1, default=None)
-    max_eval_samples: Optional[int] = at_least(1, default=None)
-    max_length: int = at_least(1, default=128)
-    seed: int = seed_field(default=42)
-
-
-@dataclass
-class GlueTaskConfig(TaskConfig):
-    """glue_task: sst2 | cola | mnli | qqp (checked by the handler's validate(), which lists them).
-    hub_dataset: the hub id used when data_dir is null."""
-
-    glue_task: str = MISSING
-    hub_dataset: str = "nyu-mll/glue"
-
-
-@dataclass
-class TranslationTaskConfig(TaskConfig):
-    """Translation with a decoder-only LM (prompt → target; loss on target tokens only).
-
-    hub_dataset / hub_config: used when data_dir is null. train_file / eval_file: file names inside
-      data_dir (TSV with `<source_lang>` and `<target_lang>` columns, plain or gzipped); null finds
-      them (`*train*` and `*heldout*|*dev*|*valid*|*test*`).
-    prompt_template: `{source}` is replaced by the source sentence.
-    chat_template: auto (use the tokenizer's chat template when it has one) | always | never.
-    system_prompt: the chat system message (null: the template's own default, if any).
-    max_length: prompt + target tokens kept; max_new_tokens / num_beams: eval generation.
-    """
-
-    hub_dataset: str = "Helsinki-NLP/europarl"
-    hub_config: str = "en-fr"
-    source_lang: str = "en"
-    target_lang: str = "fr"
-    train_file: Optional[str] = None
-    eval_file: Optional[str] = None
-    prompt_template: str = "Translate the following English text to French.\nEnglish: {source}\nFrench:"
-    chat_template: str = "auto"
-    system_prompt: Optional[str] = None
-    max_length: int = at_least(1, default=256)
-    max_new_tokens: int = at_least(1, default=96)
-    num_beams: int = at_least(1, default=1)
 
 
 @dataclass
@@ -237,6 +185,31 @@ class SignalsConfig:
     # After these, Forge asks for a requeue (submitit or `scontrol requeue`); after the others
     # (SIGTERM: scancel, preemption) it only saves and exits, and SLURM decides.
     requeue_on: list[str] = field(default_factory=lambda: ["SIGUSR1", "SIGUSR2"])
+
+
+class ShardingStrategy(str, Enum):
+    """ddp: every rank holds the whole student (DistributedDataParallel); fsdp: the student's
+    parameters, gradients and optimizer state are sharded across ranks (FSDP2, GPUs only)."""
+
+    ddp = "ddp"
+    fsdp = "fsdp"
+
+
+@dataclass
+class DistributedConfig:
+    """How a job with several ranks (torchrun, or a SLURM job with tasks_per_node > 1) shares the
+    work: `distributed=ddp` (default) or `distributed=fsdp`. One process ignores it.
+
+    fsdp_config: passed to TrainingArguments.fsdp_config (e.g. transformer_layer_cls_to_wrap,
+      reshard_after_forward, cpu_offload). The frozen teacher is replicated on every rank in both
+      strategies (it is only read: sharding it would add an all-gather to every forward pass).
+    find_unused_parameters: DDP's flag, for models whose forward skips parameters (rare).
+    """
+
+    name: str = MISSING
+    strategy: ShardingStrategy = ShardingStrategy.ddp
+    fsdp_config: dict[str, Any] = field(default_factory=dict)
+    find_unused_parameters: bool = False
 
 
 @dataclass
@@ -337,6 +310,7 @@ class ForgeConfig:
     study_name: Optional[str] = None
     signals: SignalsConfig = field(default_factory=SignalsConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    distributed: DistributedConfig = field(default_factory=lambda: DistributedConfig(name="ddp"))
     # null (logger=null) tracks nothing, like logger=none.
     logger: Optional[LoggerConfig] = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -353,16 +327,27 @@ class ForgeConfig:
 _REGISTERED = False
 
 
+def _or_default(value: Any, default: Any) -> Any:
+    """`${forge_or:${study_name},sweep}`: the value, or the default when it is null. (`oc.select`
+    applies its default only to a missing key, so a null study_name named the sweep folder "None".)"""
+    return default if value is None else value
+
+
 def register_schemas() -> None:
-    """Store every schema once; idempotent so tests can call it freely."""
+    """Store every schema (and Forge's resolvers) once; idempotent so tests can call it freely."""
     global _REGISTERED
     if _REGISTERED:
         return
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("forge_or"):
+        OmegaConf.register_new_resolver("forge_or", _or_default)
     cs = ConfigStore.instance()
     cs.store(name="forge_schema", node=ForgeConfig)
     # Group schemas live under schema/<group> so they never show up as selectable options.
     # An option file pulls its schema in with `defaults: [/schema/<group>@_here_: <name>, _self_]`.
     cs.store(group="schema/model", name="model", node=ModelConfig)
+    cs.store(group="schema/distributed", name="distributed", node=DistributedConfig)
     cs.store(group="schema/mode", name="mode", node=ModeConfig)
     cs.store(group="schema/teacher_strategy", name="teacher_strategy", node=TeacherStrategyConfig)
     cs.store(group="schema/task", name="task", node=TaskConfig)

@@ -56,8 +56,9 @@ def generate_completions(model: Any, prompt_ids: torch.Tensor, prompt_mask: torc
     """[B, C] new tokens (C ≤ max_new_tokens), with everything after a row's first EOS set to pad.
 
     Works for peft models too: `generate` runs with the adapters enabled, so an on-policy sample
-    is the sample of the model being trained. Sampling uses torch's global RNG, which the Trainer
-    seeds and checkpoints, so a resumed run samples what the uninterrupted one would have.
+    is the sample of the model being trained. Sampling draws from torch's global RNG; the GKD
+    trainer seeds it per (seed, rank, step) around each call, so ranks sample differently and a
+    resumed run samples what the uninterrupted one would have.
     """
     eos = eos_ids(model, eos_token_id)
     pad = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)

@@ -40,6 +40,7 @@ class Spec:
     init_layers: Optional[tuple[int, ...]] = None
     revision: Optional[str] = None
     lora: Mapping[str, Any] = field(default_factory=dict)
+    config_overrides: Mapping[str, Any] = field(default_factory=dict)
 
 
 def normalize_spec(spec: Any) -> Spec:
@@ -73,6 +74,7 @@ def normalize_spec(spec: Any) -> Spec:
         init_layers=None if layers is None else tuple(layers),
         revision=data.get("revision"),
         lora=dict(lora),
+        config_overrides=dict(data.get("config_overrides") or {}),
     )
 
 
@@ -272,7 +274,8 @@ def load_model(spec: Any, *, kind: str = "classification", num_labels: Optional[
 
     s = normalize_spec(spec)
     auto_cls = auto_class_for(kind)
-    kwargs = dict(from_pretrained_kwargs, attn_implementation=attn_implementation, **_hub_kwargs(s))
+    kwargs = dict(s.config_overrides, **from_pretrained_kwargs, attn_implementation=attn_implementation,
+                  **_hub_kwargs(s))
     if model_kind(kind).label_head:
         if num_labels is None:
             raise ValueError("load_model(kind='classification') needs num_labels")

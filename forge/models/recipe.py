@@ -53,10 +53,11 @@ def build_student(spec: Any, processor: Any, *, kind: str, num_labels: Optional[
 
 
 def save_final(model: Any, processor: Any, out_dir: str | os.PathLike, *,
-               quantizer: Optional[StudentQuantizer] = None) -> Path:
+               quantizer: Optional[StudentQuantizer] = None, state_dict: Optional[dict[str, Any]] = None) -> Path:
     """merge LoRA → quantize (convert) → save model + processor into `out_dir` atomically (a temp dir,
     then a rename), so a run killed mid-save never leaves a `final/` that looks complete. Replaces an
-    existing `out_dir`. The model given stays usable (LoRA is merged into a copy)."""
+    existing `out_dir`. The model given stays usable (LoRA is merged into a copy). `state_dict`: the
+    weights to write instead of the model's own (a sharded model's, gathered by every rank)."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     merged = merged_for_saving(model)
@@ -64,7 +65,7 @@ def save_final(model: Any, processor: Any, out_dir: str | os.PathLike, *,
         merged = quantizer.convert(merged)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        merged.save_pretrained(str(tmp), safe_serialization=True)
+        merged.save_pretrained(str(tmp), safe_serialization=True, state_dict=state_dict)
         if processor is not None:
             processor.save_pretrained(str(tmp))
         old = None

@@ -64,18 +64,41 @@ class RankContext:
 
     def ensure_process_group(self) -> None:
         """Join the job's process group (gloo on CPU, NCCL on GPUs) through accelerate, the same
-        state the Trainer uses later; a no-op for one process."""
+        state the Trainer uses later; a no-op for one process.
+
+        torchrun exports what torch's `env://` rendezvous reads; `srun` (a SLURM job with several
+        tasks, e.g. submitit's `tasks_per_node`) does not, so submitit's helper exports it from
+        SLURM's variables first (the first node as master, a port drawn from the job id)."""
         if not self.distributed or _initialized():
             return
+        if os.environ.get("RANK") is None:
+            from submitit.helpers import TorchDistributedEnvironment
+
+            os.environ.setdefault("SUBMITIT_EXECUTOR", "slurm")  # a plain srun: SLURM's own variables
+            TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         from accelerate import PartialState
 
         PartialState()
 
     def barrier(self) -> None:
+        """Wait for every rank (a no-op for one process)."""
         if _initialized():
             import torch.distributed as dist
 
             dist.barrier()
+
+    def agree_max(self, value: int) -> int:
+        """The largest of every rank's `value` (e.g. "has any rank been signalled, and by what")."""
+        if not _initialized():
+            return value
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor([int(value)], dtype=torch.int64)
+        if dist.get_backend() == "nccl":
+            tensor = tensor.to(self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return int(tensor.item())
 
     def share(self, value: Any) -> Any:
         """Rank 0's `value` on every rank (the others' argument is ignored)."""

@@ -22,13 +22,14 @@ def derived_seed(seed: int, stream: str) -> int:
 
 @contextlib.contextmanager
 def seeded(seed: Optional[int]) -> Iterator[None]:
-    """Draw from `seed` (torch's CPU generator) inside the block, without moving the caller's RNG.
-    None draws from the caller's RNG as it is."""
+    """Draw from `seed` (torch's CPU generator, and this process's GPU) inside the block, without
+    moving the caller's RNG. None draws from the caller's RNG as it is."""
     if seed is None:
         yield
         return
     import torch
 
-    with torch.random.fork_rng(devices=[]):
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []  # this rank's GPU, if any
+    with torch.random.fork_rng(devices=devices):
         torch.manual_seed(int(seed))
         yield

@@ -85,7 +85,9 @@ def open_session(cfg: DictConfig, plan: Any, layout: RunLayout, ranks: RankConte
     try:
         log.info("Run directory: %s", layout.root)
         log_decision(decision)
-        session.record(mode=plan.mode.describe())
+        strategy = (cfg.get("distributed") or {}).get("strategy") if ranks.distributed else None
+        session.record(mode=plan.mode.describe(), ranks={
+            "world_size": ranks.world_size, "strategy": None if strategy is None else str(getattr(strategy, "value", strategy))})
         if ranks.is_main:
             tracker.start(layout.root, redact(OmegaConf.to_container(cfg, resolve=True)), name=run_name,
                           group=cfg.get("study_name"))

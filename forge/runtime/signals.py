@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-from forge.runtime.ranks import is_main_process
+from forge.runtime.ranks import RankContext, is_main_process
 from forge.runtime.rundir import slurm_task_key
 
 log = logging.getLogger("forge.signals")
@@ -156,7 +156,17 @@ def _say(message: str, *args: Any) -> None:
 
 
 def exit_after_interruption(interrupted: RunInterrupted, policy: SignalPolicy) -> None:
-    """Requeue (submitit, or plain SLURM) or exit, per `signals.on_signal`. Never returns."""
+    """Requeue (submitit, or plain SLURM) or exit, per `signals.on_signal`. Never returns.
+
+    With several ranks every rank has saved its part and stopped at the same step; they meet at a
+    barrier, then rank 0 alone requeues (the job's tasks all restart) and the others exit."""
+    ranks = RankContext.from_env()
+    try:
+        ranks.barrier()
+    except Exception:  # noqa: BLE001 - a rank that is gone already: nothing left to wait for
+        pass
+    if not ranks.is_main:
+        sys.exit(policy.exit_code)
     requeue_signals = {parse_signal(s) for s in policy.requeue_on}
     if policy.on_signal == "requeue" and interrupted.signum not in requeue_signals:
         _say("Checkpoint saved; %s is not a requeue signal (signals.requeue_on), so the scheduler decides: "

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import hydra.utils
-import torch
 from torch import nn
 
 from forge.config.errors import ConfigError, ConfigProblem
@@ -130,13 +129,19 @@ class TeacherProvider:
 
     def obtain(self) -> Optional[Teacher]:
         """The teacher this run needs (None for a mode without one). Raises InterruptedError when a
-        stop signal interrupted the teacher's fine-tuning."""
+        stop signal interrupted the teacher's fine-tuning.
+
+        With several ranks: rank 0 converts a packaged teacher and builds the signal cache first
+        while the others wait, then they read what it built; a fine-tuning is one data-parallel
+        job over every rank, sealed by rank 0."""
         kind = self.plan.teacher_kind
         if kind is None:
             return None
-        with self.ranks.main_first():  # rank 0 fine-tunes / builds caches; the others then read them
-            teacher = {TeacherKind.served: self._served, TeacherKind.cached: self._cached,
-                       TeacherKind.finetuned: self._finetuned, TeacherKind.live: self._live}[kind]()
+        if kind != TeacherKind.served:
+            with self.ranks.main_first():  # loading the teacher's tokenizer converts a packaged model once
+                self._check_shared_vocabulary()
+        teacher = {TeacherKind.served: self._served, TeacherKind.cached: self._cached,
+                   TeacherKind.finetuned: self._finetuned, TeacherKind.live: self._live}[kind]()
         if self.plan.teacher_needs.via == "backend" and teacher.backend is None:
             teacher.backend = self._backend(model=teacher.model)
             teacher.model = None
@@ -156,19 +161,21 @@ class TeacherProvider:
         session = TeacherCacheSession(cfg=self.cfg, plan=self.plan.cache, data=self.data, tokenizer=self._tokenizer(),
                                       loss=self.plan.loss, num_layers=self.plan.teacher_info.num_layers,
                                       load_teacher=self.load, finetune_into=self.finetune_into,
-                                      device=self.ranks.device)
-        signals = session.signals()
-        return Teacher(TeacherKind.cached, signals=signals, session=session, report=session.report)
+                                      device=self.ranks.device, ranks=self.ranks)
+        session.fingerprint()  # every rank: a shared teacher nobody has sealed yet is fine-tuned jointly
+        with self.ranks.main_first():
+            signals = session.signals()  # rank 0 builds what is missing; the others then only read
+        return Teacher(TeacherKind.cached, signals=signals, session=session)  # its report: run_metadata's teacher_cache
 
     def _finetuned(self) -> Teacher:
         from forge.runtime.layout import RunLayout
         from forge.teachers.strategy import finetuned_teacher_in
 
-        self._check_shared_vocabulary()
-        sealed = finetuned_teacher_in(self.run_dir)
-        if sealed is not None:
+        main = self.ranks.is_main
+        sealed = self.ranks.share(str(finetuned_teacher_in(self.run_dir) or "") if main else None)
+        if sealed:
             log.info("Reusing the teacher this run fine-tuned before: %s", sealed)
-            model = self.load(sealed)
+            model = self.load(Path(sealed))
         else:
             model = self.finetune_into(RunLayout(self.run_dir).teacher_sft)
             if model is None:
@@ -176,8 +183,9 @@ class TeacherProvider:
         return Teacher(TeacherKind.finetuned, model=model, trainable=bool(self.cfg.teacher_strategy.cotrain))
 
     def _live(self) -> Teacher:
-        self._check_shared_vocabulary()
-        return Teacher(TeacherKind.live, model=self.load(), trainable=bool(self.cfg.teacher_strategy.cotrain))
+        with self.ranks.main_first():
+            model = self.load()
+        return Teacher(TeacherKind.live, model=model, trainable=bool(self.cfg.teacher_strategy.cotrain))
 
     # ---- helpers --------------------------------------------------------------------------------
 

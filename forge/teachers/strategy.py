@@ -39,8 +39,12 @@ def load_teacher(cfg: DictConfig, *, num_labels: int, kind: str, attn_implementa
 
     source = checkpoint or cfg.teacher_strategy.checkpoint
     if source:
+        from forge.models.loading import normalize_spec
+
         log.info("Loading fine-tuned teacher from %s", source)
-        return auto_class_for(kind).from_pretrained(str(source), attn_implementation=attn_implementation)
+        overrides = normalize_spec(cfg.model.teacher).config_overrides
+        return auto_class_for(kind).from_pretrained(str(source), attn_implementation=attn_implementation,
+                                                    **overrides)
     return load_model(cfg.model.teacher, kind=kind, num_labels=num_labels, attn_implementation=attn_implementation)
 
 

@@ -23,6 +23,22 @@ def keep_last_checkpoints(trainer_cfg: DictConfig | dict) -> Optional[int]:
     return int(value) if value else None
 
 
+def distributed_arguments(distributed: Any) -> dict[str, Any]:
+    """TrainingArguments fields for `cfg.distributed` (a no-op for one process): DDP's flag, or
+    FSDP2 with its config (an empty `transformer_layer_cls_to_wrap` lets transformers use the
+    model's own `_no_split_modules`)."""
+    if distributed is None:
+        return {}
+    values = OmegaConf.to_container(distributed, resolve=True, enum_to_str=True) \
+        if isinstance(distributed, DictConfig) else dict(distributed)
+    if values.get("strategy") == "fsdp":
+        fsdp_config = dict(values.get("fsdp_config") or {})
+        if not fsdp_config.get("transformer_layer_cls_to_wrap"):
+            fsdp_config.pop("transformer_layer_cls_to_wrap", None)
+        return {"fsdp": True, "fsdp_config": fsdp_config}
+    return {"ddp_find_unused_parameters": bool(values.get("find_unused_parameters", False))}
+
+
 def _field_default(args_class: type, name: str) -> Any:
     import dataclasses
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 from typing import Any, Optional
 
-import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from forge.runtime.ranks import RankContext
 from forge.runtime.signals import StopRequest
 
 log = logging.getLogger("forge.train")
@@ -25,32 +26,28 @@ class LogMetricsCallback(TrainerCallback):
             log.info("step %d/%d: %s", state.global_step, state.max_steps, shown)
 
 
-def _all_ranks_agree(flag: bool) -> bool:
-    """True on every rank if it is True on any (ranks must stop at the same step to save together)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        tensor = torch.tensor([1 if flag else 0], dtype=torch.int32)
-        if torch.distributed.get_backend() == "nccl":
-            tensor = tensor.cuda()
-        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
-        return bool(tensor.item())
-    return flag
-
-
 class GracefulStopCallback(TrainerCallback):
-    """Between optimizer steps: if a stop signal arrived, save a checkpoint now and stop training."""
+    """Between optimizer steps: if a stop signal reached any rank, every rank saves a checkpoint
+    now and stops, at the same step (SLURM signals every task; a user may signal one)."""
 
-    def __init__(self, stop: Optional[StopRequest] = None) -> None:
+    def __init__(self, stop: Optional[StopRequest] = None, ranks: Optional[RankContext] = None) -> None:
         self.stop = stop
+        self.ranks = ranks or RankContext.from_env()
         self.stopped_at_step: Optional[int] = None
+        #: the signal that stopped training, as any rank received it (all ranks agree on it)
+        self.stopped_by: Optional[int] = None
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
-        requested = bool(self.stop is not None and self.stop.requested)
-        if _all_ranks_agree(requested):
+        received = int(self.stop.signum or 0) if self.stop is not None else 0
+        signum = self.ranks.agree_max(received)
+        if signum:
             control.should_save = True
             control.should_training_stop = True
             self.stopped_at_step = state.global_step
-            log.warning("Stopping at step %d on %s: saving a checkpoint.", state.global_step,
-                        self.stop.signal_name if self.stop else "a stop request on another rank")
+            self.stopped_by = signum
+            where = "" if received else " (received by another rank)"
+            log.warning("Stopping at step %d on %s%s: saving a checkpoint.", state.global_step,
+                        signal.Signals(signum).name, where)
         return control
 
 

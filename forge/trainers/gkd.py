@@ -11,7 +11,8 @@ tokens only, plus `sft_weight` · CE on the dataset targets when they are used.
 
 Why Forge's own trainer rather than TRL's: the teacher is a backend object (TRL's wants an
 in-process model), context baking gives the teacher a different prompt than the student, and the
-run must resume exactly: the on-policy coin for each step is drawn from (seed, step), not from a
+run must resume exactly: the on-policy coin for each step is drawn from (seed, step), the same on
+every rank, and each rank samples from its own stream seeded by (seed, rank, step), not from a
 stream an interrupted run would have advanced differently. The loss is `forge.losses.divergence`,
 tested to equal TRL's `generalized_jsd_loss` on the same inputs.
 """
@@ -31,6 +32,7 @@ from forge.config.ranges import at_least, in_range, non_negative, positive, rang
 from forge.decoding.generation import completion_mask, eos_ids, generate_completions, positions_from_mask
 from forge.decoding.scoring import ScoreRequest, TeacherBackendError, TeacherScorer
 from forge.losses.divergence import TopKView, generalized_jsd, topk_generalized_jsd
+from forge.runtime.seeds import derived_seed, seeded
 from forge.trainers.base import ForgeTrainerMixin, TrainingRuntime, trainer_kwargs
 from forge.trainers.components import TrainingComponents
 
@@ -153,18 +155,26 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
         self._micro = (step, count + 1 if step == last_step else 0)
         return self._micro[1]
 
+    def _sampling_seed(self, who: str, micro: int) -> int:
+        """Each rank samples from its own stream, a pure function of (seed, rank, step, micro-batch):
+        ranks draw different samples, and a resumed run draws what the uninterrupted one did."""
+        return derived_seed(self.args.seed, f"gkd:{who}:{self.args.process_index}:{self.state.global_step}:{micro}")
+
     def _completions(self, model: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
         s = self.settings
         prompt, prompt_mask = inputs["prompt_input_ids"], inputs["prompt_attention_mask"]
-        if on_policy_for(self.args.seed, self.state.global_step, self._next_micro(), s.lmbda):
-            ids = generate_completions(model, prompt, prompt_mask, max_new_tokens=s.max_new_tokens,
-                                       temperature=s.temperature, do_sample=True, eos_token_id=self.eos,
-                                       pad_token_id=self.pad_token_id)
+        micro = self._next_micro()
+        if on_policy_for(self.args.seed, self.state.global_step, micro, s.lmbda):  # the same on every rank
+            with seeded(self._sampling_seed("student", micro)):  # generate() lives on the unwrapped model (DDP)
+                ids = generate_completions(self.accelerator.unwrap_model(model), prompt, prompt_mask, max_new_tokens=s.max_new_tokens,
+                                           temperature=s.temperature, do_sample=True, eos_token_id=self.eos,
+                                           pad_token_id=self.pad_token_id)
             return ids, completion_mask(ids, self.eos), SOURCE_STUDENT
         if s.seq_kd:
             t_prompt, t_mask = teacher_prompt(inputs)
-            ids = self.teacher_backend.generate(t_prompt, t_mask, max_new_tokens=s.max_new_tokens,
-                                                temperature=s.temperature, do_sample=True, eos_token_id=self.eos)
+            with seeded(self._sampling_seed("teacher", micro)):
+                ids = self.teacher_backend.generate(t_prompt, t_mask, max_new_tokens=s.max_new_tokens,
+                                                    temperature=s.temperature, do_sample=True, eos_token_id=self.eos)
             ids = ids.to(prompt.device)
             return ids, completion_mask(ids, self.eos), SOURCE_TEACHER
         return inputs["completion_input_ids"], inputs["completion_attention_mask"], SOURCE_DATASET

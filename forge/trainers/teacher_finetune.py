@@ -29,7 +29,9 @@ def finetune_teacher(teacher: Any, cfg: DictConfig, data: PreparedData, processo
                      on_sealing: Optional[Callable[[Path, Any], None]] = None) -> Optional[Any]:
     """Fine-tune `teacher` for `teacher_strategy.finetune_steps` and seal it into `out_dir`.
 
-    Staging happens beside `out_dir`. `callbacks` carries the graceful-stop callback: a signal
+    With several ranks this is one data-parallel fine-tuning (each rank a shard of every batch of
+    `finetune_batch_size` per rank) and rank 0 seals the result. Staging happens beside `out_dir`.
+    `callbacks` carries the graceful-stop callback: a signal
     during this phase stops it early, nothing is sealed, and None is returned (the next attempt
     fine-tunes again). `on_sealing(staged_dir, model)` may add files before the seal.
     """
@@ -58,10 +60,12 @@ def finetune_teacher(teacher: Any, cfg: DictConfig, data: PreparedData, processo
     )
     trainer.train()
     if trainer.state.global_step < ts.finetune_steps:
-        return None
-    staged = staging_root / f"{out_dir.name}-{os.getpid()}"
-    save_final(teacher, processor, staged)
-    if on_sealing is not None:
-        on_sealing(staged, teacher)
-    finalize(staged, out_dir, step=ts.finetune_steps)
+        return None  # every rank stopped at the same step (the stop callback agrees across ranks)
+    if trainer.is_world_process_zero():  # one fine-tuning over every rank; rank 0 seals it
+        staged = staging_root / f"{out_dir.name}-{os.getpid()}"
+        save_final(teacher, processor, staged)
+        if on_sealing is not None:
+            on_sealing(staged, teacher)
+        finalize(staged, out_dir, step=ts.finetune_steps)
+    trainer.accelerator.wait_for_everyone()  # the others read it only once it is sealed
     return teacher

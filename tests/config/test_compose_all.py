@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 from tests.conftest import CONF_DIR, compose_config, group_options
 
-GROUPS = ["task", "model", "mode", "loss", "teacher_strategy", "teacher_backend", "experiment", "logger"]
+GROUPS = ["task", "model", "mode", "loss", "teacher_strategy", "teacher_backend", "experiment", "logger", "distributed"]
 #: teacher strategies that only mode=gkd implements (covered by tests/config/test_gkd_config.py)
 GKD_ONLY_STRATEGIES = {"context_baking"}
 

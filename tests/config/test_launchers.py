@@ -33,6 +33,13 @@ def test_default_sweep_launcher_runs_jobs_one_after_another():
     assert cfg.hydra.launcher._target_.endswith("BasicLauncher")
 
 
+def test_a_sweep_without_a_study_name_goes_to_sweeps_sweep():
+    """A null study_name names the folder `sweep` (it used to be `None`); an experiment names its own."""
+    assert "/sweeps/sweep/" in _hydra_cfg([]).hydra.sweep.dir
+    assert "/sweeps/far_study/" in _hydra_cfg(["experiment=far_study"]).hydra.sweep.dir
+    assert "/sweeps/mine/" in _hydra_cfg(["study_name=mine"]).hydra.sweep.dir
+
+
 def test_slurm_launcher_defaults_allow_requeue():
     launcher = _hydra_cfg(["hydra/launcher=slurm"]).hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")

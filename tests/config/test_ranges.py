@@ -276,3 +276,17 @@ def test_every_option_has_no_range_or_key_problem(group, option):
 def test_the_default_config_has_no_problem():
     cfg = compose_config([])
     assert config_range_problems(cfg) == [] and config_unknown_key_problems(cfg) == []
+
+
+def test_fsdp_is_refused_on_a_machine_without_gpus():
+    import torch
+
+    from forge.config.errors import ConfigError
+    from forge.plan import build_plan
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: FSDP is allowed")
+    with pytest.raises(ConfigError) as err:
+        build_plan(compose_config(["distributed=fsdp"]))
+    (problem,) = err.value.problems
+    assert problem.key == "distributed" and "distributed=ddp" in problem.fix and "silently" in problem.message

@@ -15,6 +15,7 @@ one process at a time (the others wait on a file lock, then read):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -74,10 +75,18 @@ class TeacherCacheSession:
     #: fine-tunes a freshly loaded teacher and seals it into `out_dir`; None when stopped by a signal
     finetune_into: Callable[[Path, Callable[[Path, Any], None]], Optional[torch.nn.Module]]
     device: torch.device = torch.device("cpu")
+    #: the job's ranks: rank 0 decides, locks and writes; one process when None
+    ranks: Any = None
     teacher: Optional[torch.nn.Module] = None
     report: dict[str, Any] = field(default_factory=dict)
     _fingerprint: Optional[str] = None
     _checkpoint: Optional[Path] = None
+
+    def __post_init__(self) -> None:
+        if self.ranks is None:
+            from forge.runtime.ranks import RankContext
+
+            self.ranks = RankContext()
 
     # ---- the teacher ----------------------------------------------------------------------------
 
@@ -95,38 +104,48 @@ class TeacherCacheSession:
             "task": self.cfg.task.name, "num_labels": getattr(self.data, "info", {}).get("label_names"),
             "data": dataset_fingerprint(self.data.train, columns),
             "tokenizer": tokenizer_fingerprint(self.tokenizer),
+            # the global batch: a fine-tuning over several ranks with the same global batch is the same recipe
             "finetune": {"steps": ts.finetune_steps, "lr": ts.finetune_learning_rate,
-                         "batch": ts.finetune_batch_size, "seed": teacher_seed(self.cfg)},
+                         "batch": ts.finetune_batch_size * self.ranks.world_size, "seed": teacher_seed(self.cfg)},
             "trainer": {k: tr.get(k) for k in ("weight_decay", "lr_scheduler_type", "max_grad_norm",
                                                  "gradient_accumulation_steps", "bf16", "fp16")},
             "packages": {k: versions.get(k) for k in ("torch", "transformers")},
         })
 
     def _shared_finetuned_teacher(self) -> Path:
-        """The sealed fine-tuned teacher for this recipe, fine-tuning it first if nobody has."""
+        """The sealed fine-tuned teacher for this recipe, fine-tuning it first if nobody has.
+
+        Other jobs wait on the file lock; the ranks of this job follow rank 0's decision and
+        fine-tune together (one data-parallel fine-tuning, sealed by rank 0)."""
         from forge.teachers.strategy import sealed_teacher
 
         key = self.recipe_key()
         path = self.plan.root / "teachers" / short(key)
-        if sealed_teacher(path) is None:
-            with exclusive(self.plan.root / "teachers" / f".{short(key)}.lock", f"the fine-tuned teacher {path}"):
-                if sealed_teacher(path) is None:  # another process may have sealed it while we waited
-                    t0 = time.monotonic()
-
-                    def record(staged: Path, model: Any) -> None:
-                        write_json_atomic(staged / TEACHER_RECORD, {
-                            "recipe_key": key, "weights_sha256": state_dict_fingerprint(model)})
-
-                    teacher = self.finetune_into(path, record)
-                    if teacher is None:
-                        raise InterruptedError("stopped while fine-tuning the shared teacher")
-                    self.teacher = teacher
-                    self.report["teacher_finetune_s"] = round(time.monotonic() - t0, 2)
-                    log.info("Fine-tuned the shared teacher into %s", path)
+        main = self.ranks.is_main
+        missing = lambda: self.ranks.share(sealed_teacher(path) is None if main else None)  # noqa: E731
+        if missing():
+            lock = exclusive(self.plan.root / "teachers" / f".{short(key)}.lock", f"the fine-tuned teacher {path}") \
+                if main else contextlib.nullcontext()
+            with lock:
+                if missing():  # another job may have sealed it while rank 0 waited
+                    self._finetune_shared(key, path)
         else:
             log.info("Reusing the fine-tuned teacher %s (same recipe)", path)
         self.report["teacher_dir"] = str(path)
         return path
+
+    def _finetune_shared(self, key: str, path: Path) -> None:
+        t0 = time.monotonic()
+
+        def record(staged: Path, model: Any) -> None:
+            write_json_atomic(staged / TEACHER_RECORD, {"recipe_key": key, "weights_sha256": state_dict_fingerprint(model)})
+
+        teacher = self.finetune_into(path, record)
+        if teacher is None:
+            raise InterruptedError("stopped while fine-tuning the shared teacher")
+        self.teacher = teacher
+        self.report["teacher_finetune_s"] = round(time.monotonic() - t0, 2)
+        log.info("Fine-tuned the shared teacher into %s", path)
 
     def fingerprint(self) -> str:
         """sha256 of the teacher's weights (read from the shared teacher's record when it has one)."""
@@ -183,6 +202,7 @@ class TeacherCacheSession:
                                             missing, dtype=np.dtype(self.plan.dtype),
                                             batch_size=self.plan.batch_size, device=self.device)
                     built = missing
+                    store.record_build(missing, seconds)
                     self.report["build_s"] = round(seconds, 2)
         size = store.size_bytes()
         self.report.update(dir=str(store.path), key=key, entries=wanted, built=built,
@@ -209,8 +229,9 @@ class TeacherCacheSession:
             self.report["teacher_eval"] = "reused"
             return read_json(path)["metrics"]
         metrics = score(self.model())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, {"key": key, "metrics": metrics})
+        if self.ranks.is_main:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, {"key": key, "metrics": metrics})
         self.report["teacher_eval"] = "computed"
         return metrics
 

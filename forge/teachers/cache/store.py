@@ -110,6 +110,18 @@ class SignalStore:
         manifest.setdefault("entries", {})[name] = meta
         write_json_atomic(self.manifest_path, manifest)
 
+    def record_build(self, entries: list[str], seconds: float) -> None:
+        """Append one build to the manifest's history (which process built what, and when): an
+        audit of "built once" across the jobs and ranks that share this directory."""
+        import socket
+
+        from forge.runtime.metadata import now_iso
+
+        manifest = self.manifest()
+        manifest.setdefault("builds", []).append({"entries": list(entries), "seconds": round(seconds, 2),
+                                                  "host": socket.gethostname(), "pid": os.getpid(), "at": now_iso()})
+        write_json_atomic(self.manifest_path, manifest)
+
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
 
