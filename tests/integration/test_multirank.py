@@ -126,10 +126,11 @@ def test_two_ranks_kd_with_a_cold_cache_is_one_run_that_matches_one_rank(tmp_pat
     assert_same_training(one, two)
 
 
-def test_two_ranks_sft_matches_one_rank(tmp_path):
+def test_two_ranks_sft_matches_one_rank_with_one_wandb_run(tmp_path):
     two, one = tmp_path / "two", tmp_path / "one"
-    launch(2, two, [*DEMO, "mode=sft", "trainer.per_device_train_batch_size=4"], tmp_path / "cache")
+    launch(2, two, [*DEMO, "mode=sft", "trainer.per_device_train_batch_size=4", "logger=wandb"], tmp_path / "cache")
     assert_one_complete_run(two, steps=4)
+    assert len(list((two / "wandb").glob("offline-run-*"))) == 1 and (two / "wandb_run_id").is_file()
     launch(1, one, [*DEMO, "mode=sft", "trainer.per_device_train_batch_size=8"], tmp_path / "cache")
     assert_same_training(one, two)
 
