@@ -109,7 +109,8 @@ def _built(problems: ProblemCollector, key: str, build: Callable[[], Any]) -> An
 
 
 def _mode(cfg: DictConfig) -> Mode:
-    mode = hydra.utils.instantiate(cfg.mode, _convert_="all")
+    # Not recursive: a mode builds what its node holds (mode=rl its rewards) and reports what fails.
+    mode = hydra.utils.instantiate(cfg.mode, _convert_="all", _recursive_=False)
     if not isinstance(mode, Mode):
         raise TypeError(f"mode._target_ built {type(mode).__name__}, not a forge.modes.Mode")
     return mode

@@ -75,6 +75,8 @@ class ModeConfig:
     _target_: str = MISSING
     name: str = MISSING
     trainer: Any = field(default_factory=dict)
+    # The `reward` group's choices (a mode that optimises rewards interpolates `${reward}` here).
+    rewards: Any = field(default_factory=dict)
 
 
 @dataclass
@@ -322,6 +324,10 @@ class ForgeConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     # Where the teacher's distribution comes from: hf (in-process) | vllm | openai (a server).
     teacher_backend: Optional[TeacherBackendConfig] = None
+    # mode=rl: the rewards (`reward=[chrf,length_penalty]`, name -> reward node) and the GRPO block,
+    # which conf/mode/rl.yaml sets and its mode checks (`rl.num_generations`, `rl.kl_to`, ...).
+    reward: Any = field(default_factory=dict)
+    rl: Any = None
 
 
 _REGISTERED = False

@@ -79,6 +79,7 @@ class Mode(ABC):
     needs_teacher: the mode distils from a teacher (the model group must define one).
     uses_loss: the `loss` group's object is trained with (KD); other modes refuse a non-`ce` loss
       (`loss_note` says what they train on instead).
+    uses_rewards: the `reward` group's objects are optimised (RL); other modes refuse rewards.
     accepts_teacher_context: context baking (teacher_strategy.context) is implemented.
     trainer_class: a `transformers.Trainer` (or TRL) subclass with `from_components`.
     args_class: the trainer's arguments class (`TrainingArguments`, or a subclass such as TRL's
@@ -88,16 +89,22 @@ class Mode(ABC):
 
     needs_teacher: ClassVar[bool] = False
     uses_loss: ClassVar[bool] = False
+    uses_rewards: ClassVar[bool] = False
     accepts_teacher_context: ClassVar[bool] = False
     trainer_class: ClassVar[type]
     args_class: ClassVar[type] = TrainingArguments
     settings_class: ClassVar[Optional[type]] = None
+    #: where the settings live in the config (`mode.trainer` holds them; a mode may name a block of
+    #: its own that `mode.trainer` interpolates, e.g. mode=rl's `rl`)
+    settings_key: ClassVar[str] = "mode.trainer"
     #: what the mode trains on instead of the loss group (for the refusal of a loss it would ignore)
     loss_note: ClassVar[str] = "trains without the loss group's object"
 
-    def __init__(self, name: str, trainer: Optional[Mapping[str, Any]] = None) -> None:
+    def __init__(self, name: str, trainer: Optional[Mapping[str, Any]] = None,
+                 rewards: Optional[Mapping[str, Any]] = None) -> None:
         self.name = str(name)
         self.raw_settings: dict[str, Any] = dict(trainer or {})
+        self.reward_specs: dict[str, Any] = dict(rewards or {})
 
     # ---- config time --------------------------------------------------------------------------
 
@@ -110,21 +117,21 @@ class Mode(ABC):
         """Unknown keys, out-of-range values and the settings class's own refusals, as problems."""
         from forge.config.ranges import range_problems
 
-        cls = self.settings_class
+        cls, key = self.settings_class, self.settings_key
         if cls is None:
-            return [ConfigProblem("mode.trainer", f"mode={self.name} takes no settings.", sorted(self.raw_settings),
-                                  "drop the mode.trainer overrides")] if self.raw_settings else []
+            return [ConfigProblem(key, f"mode={self.name} takes no settings.", sorted(self.raw_settings),
+                                  f"drop the {key} overrides")] if self.raw_settings else []
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(self.raw_settings) - set(known))
         if unknown:
-            return [ConfigProblem("mode.trainer", f"unknown setting(s) of mode={self.name}.", unknown,
+            return [ConfigProblem(key, f"unknown setting(s) of mode={self.name}.", unknown,
                                   f"valid: {', '.join(known)}")]
-        problems = range_problems(self.raw_settings, cls, "mode.trainer")
+        problems = range_problems(self.raw_settings, cls, key)
         if not problems:
             try:
                 self.settings  # noqa: B018 - the settings class's own cross-field checks
             except (TypeError, ValueError) as exc:
-                problems.append(ConfigProblem("mode.trainer", str(exc)))
+                problems.append(ConfigProblem(key, str(exc)))
         return problems
 
     def check(self, parts: PlanParts) -> list[ConfigProblem]:
@@ -134,6 +141,11 @@ class Mode(ABC):
             problems.append(ConfigProblem(
                 "loss", f"mode={self.name} {self.loss_note}, so this loss would be ignored.", parts.loss_name,
                 "drop the loss override (loss=ce), or use mode=kd to distil with it"))
+        rewards = parts.cfg.get("reward") or {}
+        if not self.uses_rewards and rewards:
+            problems.append(ConfigProblem(
+                "reward", f"mode={self.name} does not optimise rewards, so they would be ignored.",
+                sorted(rewards), "drop the reward override, or use mode=rl"))
         return problems
 
     def teacher_needs(self, parts: PlanParts) -> TeacherNeeds:
