@@ -30,7 +30,8 @@ from transformers import Trainer, TrainingArguments
 
 from forge.config.ranges import at_least, in_range, non_negative, positive, range_problems
 from forge.decoding.generation import completion_mask, eos_ids, generate_completions, positions_from_mask
-from forge.decoding.scoring import ScoreRequest, TeacherBackendError, TeacherScorer
+from forge.decoding.scoring import TeacherBackendError, TeacherScorer
+from forge.decoding.token_logprobs import completion_request as teacher_request
 from forge.losses.divergence import TopKView, generalized_jsd, topk_generalized_jsd
 from forge.runtime.seeds import derived_seed, seeded
 from forge.trainers.base import ForgeTrainerMixin, TrainingRuntime, trainer_kwargs
@@ -93,17 +94,6 @@ def teacher_prompt(inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch
     if "teacher_prompt_input_ids" in inputs:
         return inputs["teacher_prompt_input_ids"], inputs["teacher_prompt_attention_mask"]
     return inputs["prompt_input_ids"], inputs["prompt_attention_mask"]
-
-
-def teacher_request(prompt: torch.Tensor, prompt_mask: torch.Tensor, completion: torch.Tensor,
-                    completion_mask_: torch.Tensor) -> ScoreRequest:
-    """The teacher's sequence and the positions whose next token is a counted completion token."""
-    ids = torch.cat([prompt, completion], dim=1)
-    mask = torch.cat([prompt_mask, completion_mask_], dim=1)
-    wanted = torch.zeros_like(mask, dtype=torch.bool)
-    start = prompt.shape[1] - 1
-    wanted[:, start:start + completion.shape[1]] = completion_mask_.bool()
-    return ScoreRequest(input_ids=ids, attention_mask=mask, positions=wanted)
 
 
 class GKDTrainer(ForgeTrainerMixin, Trainer):

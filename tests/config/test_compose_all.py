@@ -7,7 +7,8 @@ from omegaconf import OmegaConf
 
 from tests.conftest import CONF_DIR, compose_config, group_options
 
-GROUPS = ["task", "model", "mode", "loss", "teacher_strategy", "teacher_backend", "experiment", "logger", "distributed"]
+GROUPS = ["task", "model", "mode", "loss", "teacher_strategy", "teacher_backend", "experiment", "logger", "distributed",
+          "reward"]
 #: teacher strategies that only mode=gkd implements (covered by tests/config/test_gkd_config.py)
 GKD_ONLY_STRATEGIES = {"context_baking"}
 
@@ -23,6 +24,8 @@ def _base_for(group: str, option: str) -> list[str]:
         return ["mode=kd", "teacher_strategy=frozen_sft", f"loss={option}"]
     if group == "mode":
         return [f"mode={option}"]
+    if group == "reward":  # rewards are scored on a decoder task's completions
+        return ["task=europarl_en_fr", "model=smollm2", "mode=rl", f"reward={option}"]
     if group == "experiment":
         return [f"experiment={option}"]
     return [f"{group}={option}"]
@@ -32,7 +35,9 @@ def _base_for(group: str, option: str) -> list[str]:
 def test_option_composes_with_schema(group, option):
     cfg = compose_config(_base_for(group, option))
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
-    if group != "experiment" and group != "mode":
+    if group == "reward":
+        assert list(cfg.reward) == [option] and cfg.reward[option].name == option
+    elif group != "experiment" and group != "mode":
         assert cfg[group].name == option, f"conf/{group}/{option}.yaml must set name: {option}"
     if group == "mode":
         assert cfg.mode.name == option
