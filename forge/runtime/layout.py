@@ -33,6 +33,7 @@ METRICS = "metrics.json"
 FINAL = "final"
 TEACHER_SFT = "teacher_sft"
 TEACHER_FINAL = "teacher_final"
+RL_REFERENCE = "rl_reference"
 LOSS_PROJECTIONS = "forge_loss_projections.safetensors"
 STAGING = ".staging"
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -89,6 +90,11 @@ class RunLayout:
     @property
     def teacher_final(self) -> Path:
         return self.root / TEACHER_FINAL
+
+    @property
+    def rl_reference(self) -> Path:
+        """mode=rl with a KL term: the student as the run started, where TRL loads its reference."""
+        return self.root / RL_REFERENCE
 
     @property
     def staging(self) -> Path:

@@ -5,15 +5,12 @@ metrics.json says they scored, and a checkpoint's student equals the final one."
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.integration.stopping import signal_when_sealed
 from tests.conftest import SHARED_DATA, TINY_RUN, compose_config
 
 pytestmark = pytest.mark.integration
@@ -67,13 +64,7 @@ def test_an_interrupted_run_gives_its_checkpoint_student(tmp_path):
 
     run_dir = tmp_path / "stopped"
 
-    def stop_at_first_checkpoint() -> None:
-        deadline = time.time() + 300
-        while time.time() < deadline and not (run_dir / "checkpoint-2" / "forge_checkpoint.json").is_file():
-            time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGUSR1)
-
-    threading.Thread(target=stop_at_first_checkpoint, daemon=True).start()
+    signal_when_sealed(run_dir / "checkpoint-2")
     with pytest.raises(RunInterrupted):
         forge.run(compose_config([*TINY_RUN, "logger=none", f"run_dir={run_dir}", "mode=sft",
                                   "trainer.max_steps=8", "signals.on_signal=exit"]))
