@@ -82,6 +82,11 @@ def _kl_to_teacher_problems(s: Any, parts: PlanParts) -> list[ConfigProblem]:
 
 def _backend_problems(s: Any, parts: PlanParts) -> list[ConfigProblem]:
     caps, name, top_k = parts.capabilities, parts.backend_name, s.teacher_top_k
+    if top_k is not None and not caps.topk_logprobs:
+        return [ConfigProblem("rl.teacher_top_k", f"asks for a top-k view, which teacher_backend={name} cannot give "
+                                                  f"(it gives: {caps.describe()}), so it has no per-token "
+                                                  "log-probabilities for the KL or the teacher reward.", top_k,
+                              "use a backend with top-k log-probabilities (hf, openai, vllm)")]
     if top_k is None and not caps.dense_logits:
         return [ConfigProblem("rl.teacher_top_k", f"is null (dense teacher logits), which teacher_backend={name} "
                                                   f"cannot give (it gives: {caps.describe()}).", None,
