@@ -71,14 +71,17 @@ def test_the_reference_is_the_student_as_the_run_starts(tmp_path):
 @pytest.mark.slow
 def test_grpo_raises_a_toy_reward_whose_optimum_is_known(tmp_path):
     """reward = 1 when the completion holds a comma: about half the untrained student's samples do,
-    all of them at the optimum."""
+    all of them at the optimum. The first step's 16 samples come from the untrained policy; a
+    constant 1e-4 learning rate reaches the optimum within a few steps (seeds 0, 1 and 2: the first
+    step scores 0.19-0.63, the last eight all 1.0), so the check holds on any CPU's sampling, not one seed's luck."""
     run_dir = tmp_path / "run"
-    run(run_dir, TOY, "rl.num_generations=8", "trainer.per_device_train_batch_size=8", "trainer.max_steps=12",
-        "trainer.learning_rate=3e-5", "trainer.save_steps=0", "task.max_train_samples=32")
+    run(run_dir, TOY, "rl.num_generations=16", "trainer.per_device_train_batch_size=16", "trainer.max_steps=12",
+        "trainer.learning_rate=1e-4", "trainer.lr_scheduler_type=constant", "trainer.save_steps=0",
+        "task.max_train_samples=32")
     means = [e["rewards/toy/mean"] for e in steps(run_dir)]
     assert len(means) == 12
-    first, last = sum(means[:4]) / 4, sum(means[-4:]) / 4
-    assert last > first + 0.15, means
+    last = sum(means[-4:]) / 4
+    assert means[0] < 1.0 and last >= 0.9 and last > sum(means[:4]) / 4, means
 
 
 @pytest.mark.slow
