@@ -168,6 +168,18 @@ def test_overflow_is_dropped_from_image_and_markdown_alike():
         assert all(op.y + line_height(op.size, tiny.line_spacing) <= 120 - 8 for op in layout.texts())
 
 
+def test_a_section_heading_whose_section_does_not_fit_is_dropped_too():
+    heading = Heading(2, "Orphan")
+    table = Table(("Name", "Value"), tuple((f"Row{i}", "1") for i in range(3)))
+    tiny = SynthConfig(width=448, height=200, margin=24)
+    first = Paragraph(" ".join(["filler"] * 25))
+    assert layout_page((first, heading), tiny).blocks == (first, heading), "the heading alone fits"
+    layout = layout_page((first, heading, table), tiny)
+    assert layout.blocks == (first,) and drawn_tokens(layout) == first.text.split()
+    roomy = layout_page((first, heading, table), SQUARE)
+    assert roomy.blocks == (first, heading, table)
+
+
 def test_a_paragraph_is_cut_to_its_visible_lines():
     words = " ".join(f"word{i}" for i in range(300))
     layout = layout_page((Paragraph(words),), SQUARE)

@@ -44,18 +44,28 @@ def layout_flow(
     blocks: tuple[Block, ...], area: Area, y: int, config: SynthConfig
 ) -> tuple[list[Block], list[Op], int, bool]:
     """Place blocks one below the other from `y`, stopping at the first that does not fit whole.
-    Returns the visible blocks, their ops, the y below the last, and whether all fit."""
+    Returns the visible blocks, their ops, the y below the last, and whether all fit.
+
+    A `##` section heading that nothing of its section follows is taken back: a heading alone
+    at the foot of a page is a layout accident no real document shows."""
     kept: list[Block] = []
     ops: list[Op] = []
+    undo: list[tuple[int, int]] = []  # per kept block: len(ops) and y before it
     for index, block in enumerate(blocks):
         top = y + (_gap_before(block, config) if index else 0)
         fit = _place(block, area, top, config)
         if fit.block is not None:
+            undo.append((len(ops), y))
             kept.append(fit.block)
             ops.extend(fit.ops)
             y = fit.bottom
-        if not fit.complete:
-            return kept, ops, y, False
+        if fit.complete:
+            continue
+        if fit.block is None and kept and isinstance(kept[-1], Heading) and kept[-1].level == 2:
+            kept.pop()
+            start, y = undo.pop()
+            del ops[start:]
+        return kept, ops, y, False
     return kept, ops, y, True
 
 
