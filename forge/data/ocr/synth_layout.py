@@ -120,7 +120,6 @@ def _place_list(block: ListBlock, area: Area, y: int, config: SynthConfig) -> Fi
     """Items with a hanging indent after their marker (a drawn dot, or `1.` as text); the item
     that does not fit whole is cut to its visible lines and ends the list."""
     size = config.font_size
-    step = line_height(size, config.line_spacing)
     indent = text_width(f"{len(block.items)}.", size) + round(size * 0.6)
     item_area = Area(area.x + indent, area.width - indent, area.bottom)
     items: list[str] = []
