@@ -1,0 +1,1 @@
+"""OCR and document-AI data: synthetic pages, olmOCR-bench, OmniDocBench."""
