@@ -57,6 +57,7 @@ def test_sample_data_pages(require_math) -> None:
     assert [t.source for t in blank.tests] == ["blanks.jsonl"]  # no automatic one beside it
 
 
+@pytest.mark.slow  # 19 KaTeX renders in Chromium: ~15 s on a cold equation cache, 1 s warm
 def test_orbit_bench_math(require_math) -> None:
     pages = load_olmocr_bench(BENCH / "orbit-bench/bench_data")
     assert _types(pages) == Counter(math=19, baseline=12)
