@@ -71,6 +71,8 @@ class TaskDataHandler(ABC):
                                                  prompt and padding tokens of causal LMs)
       token_type_ids                             BERT-style pairs
       pixel_values, image_grid_thw               vision-language tasks (from an image processor)
+      mm_token_type_ids (prompt_…, teacher_prompt_…)
+                                                 vision-language tasks: 1 at image tokens
       prompt_input_ids, prompt_attention_mask    causal LMs: the prompt alone, LEFT-padded, for
                                                  generation (eval, on-policy GKD)
       completion_input_ids, completion_attention_mask
@@ -236,6 +238,7 @@ class TaskDataHandler(ABC):
 #: batch keys a model's forward takes; everything else in a batch is for trainers and eval loops.
 MODEL_INPUT_KEYS: tuple[str, ...] = (
     "input_ids", "attention_mask", "token_type_ids", "labels", "pixel_values", "image_grid_thw",
+    "mm_token_type_ids",
 )
 
 #: what a text tokenizer returns that a classification example keeps as model inputs

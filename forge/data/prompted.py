@@ -61,7 +61,7 @@ class PromptPairs:
 
 
 @dataclass
-class _Encoded:
+class EncodedSplit:
     """One split after tokenisation and truncation (lists aligned by example)."""
 
     prompts: list[str]
@@ -87,6 +87,10 @@ class PromptCompletionHandler(TaskDataHandler):
 
     model_kind = "causal_lm"
     supports_teacher_context = True
+    #: where the example's input goes in `prompt_template`, and what the input is called.
+    placeholder: str = SOURCE_PLACEHOLDER
+    placeholder_holds: str = "the source text"
+    default_prompt_example: str = "Translate to French.\\nEnglish: {source}\\nFrench:"
     eval_set_names: tuple[str, ...] = (EVAL_SET,)
 
     def __init__(
@@ -128,11 +132,11 @@ class PromptCompletionHandler(TaskDataHandler):
                 message=f"must be one of {', '.join(CHAT_MODES)}",
                 fix="set task.chat_template=auto (use the tokenizer's chat template when it has one)",
             ))
-        if not isinstance(self.prompt_template, str) or SOURCE_PLACEHOLDER not in self.prompt_template:
+        if not isinstance(self.prompt_template, str) or self.placeholder not in self.prompt_template:
             problems.append(ConfigProblem(
                 key="task.prompt_template", value=self.prompt_template,
-                message=f"must contain {SOURCE_PLACEHOLDER}, where the source text goes",
-                fix='e.g. task.prompt_template="Translate to French.\\nEnglish: {source}\\nFrench:"',
+                message=f"must contain {self.placeholder}, where {self.placeholder_holds} goes",
+                fix=f'e.g. task.prompt_template="{type(self).default_prompt_example}"',
             ))
         if self.system_prompt is not None and not isinstance(self.system_prompt, str):
             problems.append(ConfigProblem(key="task.system_prompt", value=self.system_prompt,
@@ -164,7 +168,7 @@ class PromptCompletionHandler(TaskDataHandler):
         user (the filled prompt_template), then the generation prompt. Plain: the filled template,
         after `context + "\\n\\n"` when a context is given.
         """
-        text = self.prompt_template.replace(SOURCE_PLACEHOLDER, source)
+        text = self.prompt_template.replace(self.placeholder, source)
         if not self._use_chat_for(tokenizer):
             return text if context is None else f"{context}\n\n{text}"
         system = context if context is not None else self.system_prompt
@@ -194,14 +198,14 @@ class PromptCompletionHandler(TaskDataHandler):
 
     # ---- tokenisation and truncation ----------------------------------------------------------
 
-    def _encode_split(self, pairs: PromptPairs, tokenizer: Any, eos: int) -> _Encoded:
+    def _encode_split(self, pairs: PromptPairs, tokenizer: Any, eos: int) -> EncodedSplit:
         prompts = [self.render_prompt(s, tokenizer) for s in pairs.sources]
         prompt_ids = self._encode_prompts(prompts, tokenizer)
         completions = [self.completion_text(p, t) for p, t in zip(prompts, pairs.targets)]
         completion_ids = [
             list(ids) + [eos] for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]
         ] if completions else []
-        encoded = _Encoded(prompts, prompt_ids, completion_ids, list(pairs.sources))
+        encoded = EncodedSplit(prompts, prompt_ids, completion_ids, list(pairs.sources))
         overhead: Optional[int] = None
         for i in range(len(pairs)):
             if len(prompt_ids[i]) + len(completion_ids[i]) <= self.max_length:
@@ -225,7 +229,7 @@ class PromptCompletionHandler(TaskDataHandler):
             ))
         return overhead
 
-    def _truncate(self, enc: _Encoded, i: int, tokenizer: Any, overhead: int) -> None:
+    def _truncate(self, enc: EncodedSplit, i: int, tokenizer: Any, overhead: int) -> None:
         """Make example i fit max_length: cut the END of the source first, keeping the full target
         (the usual case: a long source). Only when the target alone leaves no room for any source
         token are both cut, each keeping a share proportional to its length (a pair cut in
@@ -287,8 +291,8 @@ class PromptCompletionHandler(TaskDataHandler):
         from datasets import Dataset
 
         self.check_teacher_context(teacher_context)
-        tokenizer = processor
-        eos = self._start(tokenizer)
+        eos = self._start(processor)
+        tokenizer = self._tokenizer
         datasets_: dict[str, Any] = {}
         truncated: dict[str, dict[str, int]] = {}
         examples: dict[str, Optional[str]] = {}
@@ -308,12 +312,18 @@ class PromptCompletionHandler(TaskDataHandler):
         info.update(text_columns=[SOURCE_TEXT, TARGET_TEXT], chat_template=self._use_chat,
                     teacher_context=teacher_context, max_length=self.max_length, truncated=truncated,
                     **examples)
-        pad = pad_token_id_for(tokenizer)
+        collator, eval_collator = self._collators(processor)
         return PreparedData(train=datasets_["train"], eval_sets=eval_sets, info=info,
-                            collator=CausalLMCollator(pad), eval_collator=CausalLMEvalCollator(pad))
+                            collator=collator, eval_collator=eval_collator)
+
+    def _collators(self, processor: Any) -> tuple[Any, Any]:
+        """(training collator, eval collator); `processor` is the tokenizer here."""
+        pad = pad_token_id_for(processor)
+        return CausalLMCollator(pad), CausalLMEvalCollator(pad)
 
     def _start(self, tokenizer: Any) -> int:
-        """Check the tokenizer, decide chat or plain prompts once, keep it for predict; the EOS id."""
+        """Check the tokenizer (the processor of text tasks), decide chat or plain prompts once,
+        keep it for predict; the EOS id."""
         eos = getattr(tokenizer, "eos_token_id", None)
         if eos is None:
             raise ValueError("the tokenizer has no EOS token; a completion must end with one")
@@ -327,7 +337,7 @@ class PromptCompletionHandler(TaskDataHandler):
         return int(eos)
 
     def _split_columns(self, pairs: PromptPairs, tokenizer: Any, eos: int,
-                       teacher_context: Optional[str]) -> tuple[dict[str, list], _Encoded]:
+                       teacher_context: Optional[str]) -> tuple[dict[str, list], EncodedSplit]:
         """The dataset columns of one split (what the causal collators read) and its encoding."""
         enc = self._encode_split(pairs, tokenizer, eos)
         columns: dict[str, list] = {
@@ -343,7 +353,7 @@ class PromptCompletionHandler(TaskDataHandler):
             columns[TEACHER_PROMPT] = self._encode_prompts(enc.teacher_prompts, tokenizer)
         return columns, enc
 
-    def _log_truncation(self, split: str, enc: _Encoded, n: int) -> None:
+    def _log_truncation(self, split: str, enc: EncodedSplit, n: int) -> None:
         if enc.overflowed:
             logger.warning(
                 "%s %s: %d of %d example(s) exceeded task.max_length=%d; cut the source of %d and "
@@ -367,12 +377,17 @@ class PromptCompletionHandler(TaskDataHandler):
             device = None
         ids = batch["prompt_input_ids"]
         mask = batch["prompt_attention_mask"]
+        pixels = {key: batch[key] for key in ("pixel_values", "image_grid_thw") if key in batch}
+        if "prompt_mm_token_type_ids" in batch:  # images: which prompt positions are image tokens
+            pixels["mm_token_type_ids"] = batch["prompt_mm_token_type_ids"]
         if device is not None:
             ids, mask = ids.to(device), mask.to(device)
+            pixels = {key: value.to(device) for key, value in pixels.items()}
         with torch.no_grad():
             output = model.generate(
                 input_ids=ids,
                 attention_mask=mask,
+                **pixels,
                 max_new_tokens=self.max_new_tokens,
                 num_beams=self.num_beams,
                 do_sample=False,
@@ -381,7 +396,12 @@ class PromptCompletionHandler(TaskDataHandler):
             )
         new_tokens = output[:, ids.shape[1]:]
         texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        return [first_line(text) for text in texts]
+        return [self.postprocess(text) for text in texts]
+
+    def postprocess(self, generated: str) -> str:
+        """The answer in a generation: its first line (a sentence task's small model often runs
+        on with another prompt-like line); multi-line tasks keep it all."""
+        return first_line(generated)
 
     def references(self, batch: Mapping[str, Any]) -> list[str]:
         return list(batch["references"])
