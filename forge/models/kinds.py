@@ -3,8 +3,8 @@
 The one registry a new kind is added to. A handler says `model_kind = "classification"`; loading
 asks this table for the Auto class, LoRA for peft's task type, validation for whether the model
 has a freshly initialised label head (`num_labels`) or a pretrained vocabulary head. The
-`vision_lm` slot is here for image+text tasks (OCR): Qwen-VL-style models load through
-`AutoModelForImageTextToText`.
+`vision_lm` kind serves image+text tasks (OCR): Qwen-VL-style models load through
+`AutoModelForImageTextToText`, their inputs are prepared by `forge.models.vision_processor.PageProcessor`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ class ModelKind:
     """name: the handler's `model_kind`; auto_class: the transformers Auto class's name;
     peft_task: peft's TaskType name for LoRA; label_head: the head is a new classifier with
     `num_labels` outputs (else a pretrained LM head over the vocabulary); generates: the model
-    produces text (eval by generation, GKD); processor_class: what prepares its inputs (a
-    tokenizer for text, an image+text processor for vision-language models)."""
+    produces text (eval by generation, GKD); processor_class: what prepares its inputs: a
+    transformers class name (a tokenizer for text) or "module:Class" with a `from_model_dir`
+    (the image+text processor of vision-language models)."""
 
     name: str
     auto_class: str
@@ -40,7 +41,7 @@ MODEL_KINDS: dict[str, ModelKind] = {
         ModelKind("classification", "AutoModelForSequenceClassification", "SEQ_CLS", label_head=True, generates=False),
         ModelKind("causal_lm", "AutoModelForCausalLM", "CAUSAL_LM", label_head=False, generates=True),
         ModelKind("vision_lm", "AutoModelForImageTextToText", "CAUSAL_LM", label_head=False, generates=True,
-                  processor_class="AutoProcessor"),
+                  processor_class="forge.models.vision_processor:PageProcessor"),
     )
 }
 

@@ -250,16 +250,25 @@ def load_tokenizer(spec: Any, **kwargs: Any) -> Any:
 
 
 def load_processor(spec: Any, kind: str = "classification") -> Any:
-    """What prepares the model's inputs: its tokenizer for text kinds, its processor otherwise."""
+    """What prepares the model's inputs: its tokenizer for text kinds, the kind's processor class
+    (a "module:Class" with `from_model_dir`, or a transformers class name) otherwise."""
+    import importlib
+
     from forge.models.kinds import model_kind
 
-    if model_kind(kind).processor_class == "AutoTokenizer":
+    name = model_kind(kind).processor_class
+    if name == "AutoTokenizer":
         return load_tokenizer(spec)
-    import transformers
-
     s = normalize_spec(spec)
+    if ":" in name:
+        module, attr = name.split(":", 1)
+        load = getattr(importlib.import_module(module), attr).from_model_dir
+    else:
+        import transformers
+
+        load = getattr(transformers, name).from_pretrained
     with _hub_errors(s, "the processor"):
-        return transformers.AutoProcessor.from_pretrained(model_dir_or_id(s), **_hub_kwargs(s))
+        return load(model_dir_or_id(s), **_hub_kwargs(s))
 
 
 def load_model(spec: Any, *, kind: str = "classification", num_labels: Optional[int] = None,

