@@ -6,8 +6,8 @@ here and a handler's `__init__` keyword are the same thing; numeric fields decla
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
 
 from omegaconf import MISSING
 
@@ -68,3 +68,36 @@ class TranslationTaskConfig(TaskConfig):
     max_length: int = at_least(1, default=256)
     max_new_tokens: int = at_least(1, default=96)
     num_beams: int = at_least(1, default=1)
+
+
+@dataclass
+class PageTaskConfig(TaskConfig):
+    """Page image → markdown with a vision-language model (`forge.data.pages`).
+
+    prompt_template: `{image}` is where the page goes (Qwen-VL's image markup).
+    min_pixels / max_pixels: the range each page is resized into, keeping its aspect ratio (about
+      one prompt token per 32x32 pixels: fewer pixels, shorter prompts, faster steps).
+    max_length: prompt (image tokens included) + markdown tokens; the markdown is cut when longer.
+    max_new_tokens / num_beams: eval generation.
+    """
+
+    prompt_template: str = "{image}Convert this page to markdown."
+    chat_template: str = "auto"
+    system_prompt: Optional[str] = None
+    min_pixels: int = at_least(1, default=64 * 64)
+    max_pixels: int = at_least(1, default=448 * 448)
+    max_length: int = at_least(1, default=512)
+    max_new_tokens: int = at_least(1, default=256)
+    num_beams: int = at_least(1, default=1)
+
+
+@dataclass
+class OcrSynthTaskConfig(PageTaskConfig):
+    """Synthetic pages: num_train / num_validation pages drawn from `data_seed` (not the run's seed:
+    every run of a study sees the same pages); `page` holds `forge.data.ocr.synth.SynthConfig`
+    fields (width, height, font_size, blocks, noise...), checked by the handler."""
+
+    num_train: int = at_least(1, default=256)
+    num_validation: int = at_least(1, default=32)
+    data_seed: int = seed_field(default=0)
+    page: Dict[str, Any] = field(default_factory=dict)

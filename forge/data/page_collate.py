@@ -1,0 +1,77 @@
+"""Batches of page → markdown examples for vision-language models: the causal-LM layout plus pixels.
+
+A prepared page example is a prompt → completion example (`forge.data.causal_collate`) whose prompt
+already holds one `<|image_pad|>` token per merged patch of its image, and whose image is kept as
+PNG bytes (lossless, compact in a `datasets.Dataset`, and decoded to the same pixels every epoch).
+The collator lays out the text exactly as for text-only tasks (labels -100 on the prompt, so on every
+image token, and on padding: the loss is on the answer only, in CE and in every KD loss) and runs the
+image processor over the batch's pages for `pixel_values` (all patches of the batch, concatenated, as
+Qwen-VL models take them) and `image_grid_thw` (one row per page).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Mapping, Sequence
+
+from PIL import Image
+
+from forge.data.causal_collate import TARGET_TEXT, CausalLMCollator, pad_token_id_for
+
+#: the column holding each example's page image as PNG bytes.
+IMAGE = "image"
+#: the batch keys an image adds (the model takes them with input_ids).
+PIXEL_KEYS: tuple[str, ...] = ("pixel_values", "image_grid_thw")
+#: id sequences of a batch that may hold image tokens, each paired with its token-type key: the
+#: model's multimodal RoPE reads which positions are image tokens (1) and which are text (0).
+TOKEN_TYPE_KEYS: dict[str, str] = {
+    "input_ids": "mm_token_type_ids",
+    "prompt_input_ids": "prompt_mm_token_type_ids",
+    "teacher_prompt_input_ids": "teacher_prompt_mm_token_type_ids",
+}
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """The page as PNG bytes (RGB): lossless, so training sees exactly the rendered pixels."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+class PageCollator(CausalLMCollator):
+    """The causal-LM batch (`CausalLMCollator`) plus `pixel_values` and `image_grid_thw`.
+
+    image_processor: the model's image processor (`PageProcessor.image_processor`); its resize
+    bounds are those `prepare` used to count each prompt's image tokens.
+    """
+
+    def __init__(self, pad_token_id: int, image_processor: Any, image_token_id: int) -> None:
+        super().__init__(pad_token_id)
+        self.image_processor = image_processor
+        self.image_token_id = int(image_token_id)
+
+    @classmethod
+    def for_processor(cls, processor: Any) -> "PageCollator":
+        return cls(pad_token_id_for(processor.tokenizer), processor.image_processor, processor.image_token_id)
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        batch = super().__call__(features)
+        pixels = self.image_processor(images=[decode_png(f[IMAGE]) for f in features], return_tensors="pt")
+        batch.update({key: pixels[key] for key in PIXEL_KEYS})
+        for ids_key, types_key in TOKEN_TYPE_KEYS.items():
+            if ids_key in batch:
+                batch[types_key] = (batch[ids_key] == self.image_token_id).long()
+        return batch
+
+
+class PageEvalCollator(PageCollator):
+    """The training batch plus `references`: the gold markdown strings (a list, not a tensor)."""
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        batch = super().__call__(features)
+        batch["references"] = [str(f[TARGET_TEXT]) for f in features]
+        return batch

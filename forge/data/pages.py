@@ -1,0 +1,175 @@
+"""Page image → markdown tasks for vision-language models (OCR, document AI).
+
+A page task is a prompt → completion task (`forge.data.prompted`) whose input is an image: the
+prompt template's `{image}` becomes Qwen-VL's image markup (`<|vision_start|><|image_pad|>
+<|vision_end|>`), and `prepare` expands the pad into one token per merged patch of that page, as
+the model's processor would, so the stored prompt ids are exactly what the model sees. The
+completion is the page's markdown + EOS; its labels are the only ones not -100 (prompt, image and
+padding tokens carry no loss), in CE and in every KD loss. Images travel as PNG bytes and become
+`pixel_values` / `image_grid_thw` in the collator (`forge.data.page_collate`).
+
+`max_pixels` / `min_pixels` bound the resized page (Qwen-VL resizes each page into that range,
+keeping its aspect ratio): fewer pixels, fewer image tokens, faster steps. A family (`ocr_synth`,
+`olmocr_bench`, `omnidocbench`) supplies `load_splits` -> `PagePairs` and its metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence, Union
+
+from PIL import Image
+
+from forge.config.errors import ConfigError, ConfigProblem
+from forge.data.causal_collate import COMPLETION, PROMPT, TARGET_TEXT, TEACHER_PROMPT
+from forge.data.page_collate import IMAGE, PageCollator, PageEvalCollator, encode_png
+from forge.data.prompted import EncodedSplit, PromptCompletionHandler
+from forge.models.vision_tokens import IMAGE_PAD, VISION_END, VISION_START
+
+logger = logging.getLogger(__name__)
+
+IMAGE_PLACEHOLDER = "{image}"
+IMAGE_MARKUP = f"{VISION_START}{IMAGE_PAD}{VISION_END}"
+DEFAULT_PAGE_PROMPT = "{image}Convert this page to markdown."
+
+#: a page: an image, or a function that renders it when asked (PDF pages render lazily).
+PageSource = Union[Image.Image, Callable[[], Image.Image]]
+
+
+@dataclass
+class PagePairs:
+    """One raw split: page images (or their renderers) and their markdown."""
+
+    pages: list[PageSource]
+    targets: list[str]
+
+    def __post_init__(self) -> None:
+        if len(self.pages) != len(self.targets):
+            raise ValueError("pages and targets must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.pages)
+
+    def subset(self, indices: Sequence[int]) -> "PagePairs":
+        return PagePairs([self.pages[i] for i in indices], [self.targets[i] for i in indices])
+
+    def image(self, i: int) -> Image.Image:
+        page = self.pages[i]
+        return page if isinstance(page, Image.Image) else page()
+
+
+class PageToMarkdownHandler(PromptCompletionHandler):
+    """Image → markdown for vision-language models; a family supplies splits and metrics.
+
+    `prepare` takes the model's `PageProcessor` (tokenizer + image processor)."""
+
+    model_kind = "vision_lm"
+    placeholder = IMAGE_PLACEHOLDER
+    placeholder_holds = "the page image"
+    default_prompt_example = DEFAULT_PAGE_PROMPT
+
+    def __init__(self, name: str, prompt_template: str = DEFAULT_PAGE_PROMPT, min_pixels: int = 64 * 64,
+                 max_pixels: int = 448 * 448, max_length: int = 512, max_new_tokens: int = 256,
+                 **common: Any) -> None:
+        super().__init__(name=name, prompt_template=prompt_template, max_length=max_length,
+                         max_new_tokens=max_new_tokens, **common)
+        self.min_pixels = min_pixels
+        self.max_pixels = max_pixels
+        self._processor: Any = None
+
+    @abstractmethod
+    def load_splits(self) -> dict[str, PagePairs]:
+        """All raw splits, uncapped: "train" and "validation"."""
+
+    def validate(self) -> list[ConfigProblem]:
+        problems = super().validate()
+        if self.max_pixels < self.min_pixels:
+            problems.append(ConfigProblem(key="task.max_pixels", value=self.max_pixels,
+                                          message=f"is below task.min_pixels={self.min_pixels}",
+                                          fix="raise task.max_pixels (448*448=200704 is the default)"))
+        return problems
+
+    def check_patching(self, patch_size: int, merge_size: int) -> list[ConfigProblem]:
+        """A page must hold at least one merged patch; the model's processor gives the sizes."""
+        window = patch_size * merge_size
+        if self.max_pixels >= window * window:
+            return []
+        return [ConfigProblem(
+            key="task.max_pixels", value=self.max_pixels,
+            message=(f"is smaller than one merged patch of the model ({patch_size}-pixel patches merged "
+                     f"{merge_size}x{merge_size}: {window}x{window} = {window * window} pixels)"),
+            fix=f"set task.max_pixels to at least {window * window} (e.g. 448*448 = 200704)")]
+
+    def postprocess(self, generated: str) -> str:
+        """A page's markdown is many lines: keep them all, stripped."""
+        return generated.strip()
+
+    # ---- prepare ------------------------------------------------------------------------------
+
+    def _start(self, processor: Any) -> int:
+        """Keep the processor (its image processor counts image tokens and builds pixels), bound
+        its resizing to this task's pixel range, and start as a text task on its tokenizer."""
+        image_processor = getattr(processor, "image_processor", None)
+        if image_processor is None:
+            raise ConfigError(ConfigProblem(
+                key="model.student", value=type(processor).__name__,
+                message=f"task {self.name!r} reads page images, but the model has no image processor "
+                        "(a text-only model)",
+                fix="use a vision-language model: model=tiny_vlm (offline) or model=qwen3vl"))
+        problems = self.check_patching(int(image_processor.patch_size), int(image_processor.merge_size))
+        if problems:
+            raise ConfigError(problems)
+        image_processor.size = {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels}
+        self._processor = processor
+        return super()._start(processor.tokenizer)
+
+    def _collators(self, processor: Any) -> tuple[Any, Any]:
+        return PageCollator.for_processor(processor), PageEvalCollator.for_processor(processor)
+
+    def _image_tokens(self, image: Image.Image) -> int:
+        grid = self._processor.image_processor(images=[image], return_tensors="pt")["image_grid_thw"][0]
+        return self._processor.image_token_count(grid)
+
+    def _expanded_ids(self, prompt: str, image_tokens: int) -> list[int]:
+        text = prompt.replace(IMAGE_PAD, IMAGE_PAD * image_tokens)
+        return self._encode_prompts([text], self._tokenizer)[0]
+
+    def _split_columns(self, pairs: PagePairs, tokenizer: Any, eos: int,
+                       teacher_context: Optional[str]) -> tuple[dict[str, list], EncodedSplit]:
+        """PNG bytes, the expanded prompt (and teacher prompt), the markdown completion (+EOS; cut,
+        without EOS, when prompt + completion exceed max_length)."""
+        prompt = self.render_prompt(IMAGE_MARKUP, tokenizer)
+        teacher_prompt = None if teacher_context is None else self.render_prompt(IMAGE_MARKUP, tokenizer, teacher_context)
+        targets = [self.completion_text(prompt, t) for t in pairs.targets]
+        completion_ids = [list(ids) + [eos] for ids in tokenizer(targets, add_special_tokens=False)["input_ids"]]
+        enc = EncodedSplit([prompt] * len(pairs), [], completion_ids, [IMAGE_MARKUP] * len(pairs))
+        columns: dict[str, list] = {TARGET_TEXT: list(pairs.targets), IMAGE: [], PROMPT: enc.prompt_ids,
+                                    COMPLETION: completion_ids}
+        if teacher_prompt is not None:
+            columns[TEACHER_PROMPT] = []
+            enc.teacher_prompts = [teacher_prompt] * len(pairs)
+        for i in range(len(pairs)):
+            image = pairs.image(i)
+            n = self._image_tokens(image)
+            columns[IMAGE].append(encode_png(image))
+            enc.prompt_ids.append(self._expanded_ids(prompt, n))
+            if teacher_prompt is not None:
+                columns[TEACHER_PROMPT].append(self._expanded_ids(teacher_prompt, n))
+            self._fit(enc, i)
+        return columns, enc
+
+    def _fit(self, enc: EncodedSplit, i: int) -> None:
+        room = self.max_length - len(enc.prompt_ids[i])
+        if room < 1:
+            raise ConfigError(ConfigProblem(
+                key="task.max_length", value=self.max_length,
+                message=f"page {i}'s prompt alone takes {len(enc.prompt_ids[i])} tokens (most of them "
+                        "image tokens), leaving no room for its markdown",
+                fix=f"raise task.max_length above {len(enc.prompt_ids[i]) + 64}, or lower task.max_pixels "
+                    f"(now {self.max_pixels}: about one token per 32x32 pixels)"))
+        if len(enc.completion_ids[i]) > room:
+            enc.completion_ids[i] = enc.completion_ids[i][:room]
+            enc.overflowed += 1
+            enc.truncated_target += 1
