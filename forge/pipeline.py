@@ -87,6 +87,8 @@ def _stages(s: RunSession) -> dict[str, Any]:
     student = build_student_stage(s, processor)
     teacher = obtain_teacher(s, data, processor)
     pre = pre_evaluate(s, data, student, teacher, local_scorer(s, data))
+    if not s.plan.mode.trains:  # mode=eval: the scores are the result; nothing trained, nothing to save
+        return report(s, data, pre, dict(pre), train={"global_step": 0}, peak=None, step=0)
     trained = train(s, data, processor, student, teacher, scorer(s, data))
     post = post_evaluate(s, student, teacher, pre, local_scorer(s, data))
     return save_and_report(s, data, processor, student, teacher, pre, post, trained)
@@ -305,31 +307,32 @@ def interrupted(s: RunSession, step: int, signum: Optional[int] = None) -> RunIn
 
 def save_and_report(s: RunSession, data: Any, processor: Any, student: torch.nn.Module, teacher: Any,
                     pre: dict[str, Any], post: dict[str, Any], trained: Trained) -> dict[str, Any]:
-    """final/ (and what trained beside the student), metrics.json, the tracker's summary, the table."""
+    """final/ (and what trained beside the student), then the report (`report`)."""
+    trainer = trained.trainer
+    states = _full_states(s, trainer)  # FSDP: every rank takes part in gathering the sharded weights
+    if s.ranks.is_main:
+        _save_trained(s, processor, student, teacher, states)
+    train_metrics = {**{k: v for k, v in trained.output.metrics.items() if isinstance(v, (int, float))},
+                     "global_step": trainer.state.global_step, "train_loss": mean_logged_loss(trainer.state.log_history)}
+    return report(s, data, pre, post, train=train_metrics, peak=trained.state.peak(), step=trainer.state.global_step)
+
+
+def report(s: RunSession, data: Any, pre: dict[str, Any], post: dict[str, Any], *, train: dict[str, Any],
+           peak: Any, step: int) -> dict[str, Any]:
+    """metrics.json (main rank), the tracker's summary and the results table."""
     from forge.tracking.base import flatten
 
-    handler, trainer = s.plan.handler, trained.trainer
+    handler = s.plan.handler
     key = primary_key(handler, data.eval_sets)
     gap = transfer_gap(key, student_pre=pre["student"][key], student_post=post["student"][key],
                        teacher_pre=pre.get("teacher", {}).get(key), teacher_post=post.get("teacher", {}).get(key),
                        greater_is_better=handler.greater_is_better)
-    metrics = {
-        "primary_metric": key,
-        "greater_is_better": handler.greater_is_better,
-        "pre": pre,
-        "post": post,
-        "transfer_gap": gap.as_dict(),
-        "peak": trained.state.peak(),
-        "train": {**{k: v for k, v in trained.output.metrics.items() if isinstance(v, (int, float))},
-                  "global_step": trainer.state.global_step,
-                  "train_loss": mean_logged_loss(trainer.state.log_history)},
-    }
-    states = _full_states(s, trainer)  # FSDP: every rank takes part in gathering the sharded weights
+    metrics = {"primary_metric": key, "greater_is_better": handler.greater_is_better, "pre": pre, "post": post,
+               "transfer_gap": gap.as_dict(), "peak": peak, "train": train}
     if s.ranks.is_main:
-        _save_trained(s, processor, student, teacher, states)
         write_json_atomic(s.layout.metrics, metrics)
-    s.tracker.log(flatten({"post": post}), step=trainer.state.global_step)
-    s.tracker.summary({"pre": pre, "post": post, "transfer_gap": gap.as_dict(), "peak": metrics["peak"]})
+    s.tracker.log(flatten({"post": post}), step=step)
+    s.tracker.summary({"pre": pre, "post": post, "transfer_gap": gap.as_dict(), "peak": peak})
     log.info("Results\n%s\n\nrun directory: %s", format_report(pre, post, gap), s.layout.root)
     return metrics
 

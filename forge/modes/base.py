@@ -90,6 +90,11 @@ class Mode(ABC):
     needs_teacher: ClassVar[bool] = False
     uses_loss: ClassVar[bool] = False
     uses_rewards: ClassVar[bool] = False
+    #: the mode trains at all (mode=eval only scores the student: no trainer, nothing saved)
+    trains: ClassVar[bool] = True
+    #: the mode trains on the task's targets (SFT, KD, GKD); a task without them (a benchmark whose
+    #: pages carry only tests) is refused. RL trains on rewards instead.
+    trains_on_targets: ClassVar[bool] = True
     accepts_teacher_context: ClassVar[bool] = False
     trainer_class: ClassVar[type]
     args_class: ClassVar[type] = TrainingArguments
@@ -141,12 +146,22 @@ class Mode(ABC):
             problems.append(ConfigProblem(
                 "loss", f"mode={self.name} {self.loss_note}, so this loss would be ignored.", parts.loss_name,
                 "drop the loss override (loss=ce), or use mode=kd to distil with it"))
+        if self.trains_on_targets and not getattr(parts.handler, "has_training_targets", True):
+            problems.append(ConfigProblem(
+                "task", f"task={parts.handler.name} has no targets to train on, and mode={self.name} trains on them.",
+                parts.handler.name, "score a model on it with mode=eval, or train with mode=rl and a reward "
+                                    "that needs no reference (reward=olmocr_checks)"))
         rewards = parts.cfg.get("reward") or {}
         if not self.uses_rewards and rewards:
             problems.append(ConfigProblem(
                 "reward", f"mode={self.name} does not optimise rewards, so they would be ignored.",
                 sorted(rewards), "drop the reward override, or use mode=rl"))
         return problems
+
+    def alpha_unused(self, parts: PlanParts, meaning: str, fix: str) -> list[ConfigProblem]:
+        """A non-zero `alpha` refused for a mode that distils nothing (`meaning` says why)."""
+        alpha = float(parts.cfg.alpha)
+        return [] if alpha == 0.0 else [ConfigProblem("alpha", f"mode={self.name} {meaning}.", alpha, fix)]
 
     def teacher_needs(self, parts: PlanParts) -> TeacherNeeds:
         """What this mode reads from its teacher (only asked when `needs_teacher`)."""

@@ -14,9 +14,5 @@ class SFTMode(Mode):
     loss_note = "trains on cross-entropy only"
 
     def check(self, parts: PlanParts) -> list[ConfigProblem]:
-        problems = super().check(parts)
-        alpha = float(parts.cfg.alpha)
-        if alpha != 0.0:
-            problems.append(ConfigProblem("alpha", f"mode={self.name} means alpha 0 (cross-entropy only).", alpha,
-                                          "drop the alpha override, or use mode=kd"))
-        return problems
+        return super().check(parts) + self.alpha_unused(parts, "means alpha 0 (cross-entropy only)",
+                                                         "drop the alpha override, or use mode=kd")
