@@ -85,6 +85,7 @@ def build_plan(cfg: DictConfig) -> RunPlan:
         problems.extend(mode.check(parts))
         needs = mode.teacher_needs(parts) if needs_teacher else None
         _check_teacher_use(cfg, mode, parts, needs, student_info, teacher_info, problems)
+        _check_images(parts, needs, problems)
     cache, cache_problems = plan_cache(cfg, handler=handler, needs=needs,
                                        mode_reasons=mode.cache_refusals(parts) if needs is not None else [])
     problems.extend(cache_problems)
@@ -176,6 +177,16 @@ def _teacher_backend(cfg: DictConfig, problems: ProblemCollector) -> tuple[Optio
         problems.add("teacher_backend._target_", "is not a forge TeacherBackend.", node._target_)
         return None, None
     return cls, cls.declared_capabilities(node)
+
+
+def _check_images(parts: PlanParts, needs: Optional[TeacherNeeds], problems: ProblemCollector) -> None:
+    """A teacher read through a backend must take the page images a task's prompts hold."""
+    if needs is None or needs.via != "backend" or not getattr(parts.handler, "reads_images", False):
+        return
+    if parts.capabilities is not None and not parts.capabilities.images:
+        problems.add("teacher_backend", f"task={parts.cfg.task.name}'s prompts hold page images, which "
+                     f"teacher_backend={parts.backend_name} cannot take (it gives: {parts.capabilities.describe()}).",
+                     parts.backend_name, "use teacher_backend=hf (the model group's teacher, in-process)")
 
 
 def _check_teacher_use(cfg: DictConfig, mode: Mode, parts: PlanParts, needs: Optional[TeacherNeeds],

@@ -97,6 +97,11 @@ class TaskDataHandler(ABC):
     #: True for a handler whose training inputs change between epochs (random crops, token
     #: dropout, re-sampled prompts): the teacher-signal cache then refuses to serve it.
     augments_inputs: bool = False
+    #: why the teacher-signal cache cannot serve this task's inputs (None: it can). The cache keys
+    #: stored signals by a fingerprint of the token-id columns.
+    cache_refusal: Optional[str] = None
+    #: prompts hold images (page tasks): a teacher backend must declare `Capabilities.images`.
+    reads_images: bool = False
     #: whether `prepare` accepts a `teacher_context` (context baking: text the teacher sees before
     #: each prompt and the student does not). Only tasks with a prompt can place one.
     supports_teacher_context: bool = False

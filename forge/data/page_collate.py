@@ -20,6 +20,8 @@ from forge.data.causal_collate import TARGET_TEXT, CausalLMCollator, pad_token_i
 
 #: the column holding each example's page image as PNG bytes.
 IMAGE = "image"
+#: the batch key holding each row's page as PNG bytes (a list, never given to a model).
+PAGES = "pages"
 #: the batch keys an image adds (the model takes them with input_ids).
 PIXEL_KEYS: tuple[str, ...] = ("pixel_values", "image_grid_thw")
 #: id sequences of a batch that may hold image tokens, each paired with its token-type key: the
@@ -65,6 +67,7 @@ class PageCollator(CausalLMCollator):
         for ids_key, types_key in TOKEN_TYPE_KEYS.items():
             if ids_key in batch:
                 batch[types_key] = (batch[ids_key] == self.image_token_id).long()
+        batch[PAGES] = [f[IMAGE] for f in features]  # PNG bytes, for teachers that read images themselves
         return batch
 
 

@@ -69,6 +69,9 @@ class PageToMarkdownHandler(PromptCompletionHandler):
     placeholder = IMAGE_PLACEHOLDER
     placeholder_holds = "the page image"
     default_prompt_example = DEFAULT_PAGE_PROMPT
+    reads_images = True
+    cache_refusal = ("its inputs are page images, and the cache fingerprints token ids only (the same "
+                     "prompt ids can carry different pixels)")
 
     def __init__(self, name: str, prompt_template: str = DEFAULT_PAGE_PROMPT, min_pixels: int = 64 * 64,
                  max_pixels: int = 448 * 448, max_length: int = 512, max_new_tokens: int = 256,

@@ -52,13 +52,14 @@ def completion_mask(completions: torch.Tensor, eos: Sequence[int]) -> torch.Tens
 def generate_completions(model: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *,
                          max_new_tokens: int, temperature: float = 1.0, do_sample: bool = True,
                          eos_token_id: Optional[int | Sequence[int]] = None,
-                         pad_token_id: Optional[int] = None) -> torch.Tensor:
+                         pad_token_id: Optional[int] = None, vision: Any = None) -> torch.Tensor:
     """[B, C] new tokens (C ≤ max_new_tokens), with everything after a row's first EOS set to pad.
 
     Works for peft models too: `generate` runs with the adapters enabled, so an on-policy sample
     is the sample of the model being trained. Sampling draws from torch's global RNG; the GKD
     trainer seeds it per (seed, rank, step) around each call, so ranks sample differently and a
-    resumed run samples what the uninterrupted one would have.
+    resumed run samples what the uninterrupted one would have. `vision`: the prompts' page inputs
+    (`forge.decoding.vision.VisionInputs`) for a vision-language model.
     """
     eos = eos_ids(model, eos_token_id)
     pad = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
@@ -74,6 +75,8 @@ def generate_completions(model: Any, prompt_ids: torch.Tensor, prompt_mask: torc
             kwargs.update(temperature=None, top_k=None, top_p=None)
         if eos:
             kwargs["eos_token_id"] = eos
+        if vision is not None:
+            kwargs.update(vision.to(device).model_kwargs())
         out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, **kwargs)
     finally:
         model.train(was_training)

@@ -42,6 +42,9 @@ class ScoreRequest:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     positions: Optional[torch.Tensor] = None
+    #: the prompt's image side (`forge.decoding.vision.VisionInputs`) when the sequences begin with
+    #: a page prompt; None for text.
+    vision: Any = None
 
     def wanted(self) -> torch.Tensor:
         if self.positions is not None:
@@ -67,4 +70,4 @@ class TeacherScorer(Protocol):
 
     def generate(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int,
                  temperature: float = 1.0, do_sample: bool = True,
-                 eos_token_id: Optional[int | Sequence[int]] = None) -> torch.Tensor: ...
+                 eos_token_id: Optional[int | Sequence[int]] = None, vision: Any = None) -> torch.Tensor: ...

@@ -17,7 +17,7 @@ out of `scored` and given the mean of its row's scored log-probabilities, a neut
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -66,26 +66,27 @@ def pad_right(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, to
 
 
 def completion_request(prompt: torch.Tensor, prompt_mask: torch.Tensor, completion: torch.Tensor,
-                       completion_mask: torch.Tensor) -> ScoreRequest:
-    """The sequence [prompt | completion] and the positions predicting a counted completion token."""
+                       completion_mask: torch.Tensor, vision: Any = None) -> ScoreRequest:
+    """The sequence [prompt | completion] and the positions predicting a counted completion token
+    (with the prompt's `VisionInputs` when it holds a page)."""
     ids = torch.cat([prompt, completion], dim=1)
     mask = torch.cat([prompt_mask, completion_mask], dim=1)
     wanted = torch.zeros_like(mask, dtype=torch.bool)
     start = prompt.shape[1] - 1
     wanted[:, start:start + completion.shape[1]] = completion_mask.bool()
-    return ScoreRequest(input_ids=ids, attention_mask=mask, positions=wanted)
+    return ScoreRequest(input_ids=ids, attention_mask=mask, positions=wanted, vision=vision)
 
 
 @torch.no_grad()
 def teacher_token_logprobs(scorer: TeacherScorer, prompt: torch.Tensor, prompt_mask: torch.Tensor,
                            completion: torch.Tensor, completion_mask: torch.Tensor, *,
-                           top_k: Optional[int] = None, temperature: float = 1.0) -> TokenLogprobs:
+                           top_k: Optional[int] = None, temperature: float = 1.0, vision: Any = None) -> TokenLogprobs:
     """The teacher's log-probability of every completion token, at `temperature`.
 
     top_k None reads dense logits (the backend must give them); an int reads the top-k view.
     Raises TeacherBackendError when the backend could describe none of the counted positions.
     """
-    request = completion_request(prompt, prompt_mask, completion, completion_mask)
+    request = completion_request(prompt, prompt_mask, completion, completion_mask, vision=vision)
     start, width = prompt.shape[1] - 1, completion.shape[1]
     counted = completion_mask.bool()
     if top_k is None:

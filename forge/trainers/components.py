@@ -30,3 +30,8 @@ class TrainingComponents:
     teacher_backend: Any = None
     #: mode=kd with teacher.cache: the frozen teacher's outputs read from disk (teacher may be None)
     teacher_signals: Any = None
+
+    @property
+    def text_tokenizer(self) -> Any:
+        """The tokenizer itself (`tokenizer` is a processor for vision-language models)."""
+        return getattr(self.tokenizer, "tokenizer", self.tokenizer)

@@ -32,6 +32,7 @@ from forge.config.ranges import at_least, in_range, non_negative, positive, rang
 from forge.decoding.generation import completion_mask, eos_ids, generate_completions, positions_from_mask
 from forge.decoding.scoring import TeacherBackendError, TeacherScorer
 from forge.decoding.token_logprobs import completion_request as teacher_request
+from forge.decoding.vision import VisionInputs, vision_inputs
 from forge.losses.divergence import TopKView, generalized_jsd, topk_generalized_jsd
 from forge.runtime.seeds import derived_seed, seeded
 from forge.trainers.base import ForgeTrainerMixin, TrainingRuntime, trainer_kwargs
@@ -80,11 +81,16 @@ def on_policy_for(seed: int, step: int, micro: int, lmbda: float) -> bool:
 
 
 def student_completion_logits(model: Any, prompt: torch.Tensor, prompt_mask: torch.Tensor,
-                              completion: torch.Tensor, completion_mask_: torch.Tensor) -> torch.Tensor:
-    """[B, C, V] student logits predicting each completion token (prompt block + completion block)."""
+                              completion: torch.Tensor, completion_mask_: torch.Tensor,
+                              vision: Optional[VisionInputs] = None) -> torch.Tensor:
+    """[B, C, V] student logits predicting each completion token (prompt block + completion block;
+    a page prompt's pixels with it, and multimodal RoPE numbering the positions)."""
     ids = torch.cat([prompt, completion], dim=1)
     mask = torch.cat([prompt_mask, completion_mask_], dim=1)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=False)
+    if vision is not None:
+        out = model(input_ids=ids, attention_mask=mask, use_cache=False, **vision.model_kwargs(completion.shape[1]))
+    else:
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=False)
     start = prompt.shape[1] - 1
     return out.logits[:, start:start + completion.shape[1]]
 
@@ -94,6 +100,11 @@ def teacher_prompt(inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch
     if "teacher_prompt_input_ids" in inputs:
         return inputs["teacher_prompt_input_ids"], inputs["teacher_prompt_attention_mask"]
     return inputs["prompt_input_ids"], inputs["prompt_attention_mask"]
+
+
+def teacher_vision(inputs: dict[str, Any]) -> Optional[VisionInputs]:
+    """The page side of the teacher's prompt (its own under context baking), None for text."""
+    return vision_inputs(inputs, "teacher_prompt" if "teacher_prompt_input_ids" in inputs else "prompt")
 
 
 class GKDTrainer(ForgeTrainerMixin, Trainer):
@@ -121,7 +132,7 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
                         settings: Optional[GKDSettings] = None) -> "GKDTrainer":
         if components.teacher_backend is None:
             raise ValueError("GKDTrainer needs a teacher backend")
-        tokenizer = components.tokenizer
+        tokenizer = components.text_tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         return cls(
             model=components.student,
@@ -158,13 +169,14 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
             with seeded(self._sampling_seed("student", micro)):  # generate() lives on the unwrapped model (DDP)
                 ids = generate_completions(self.accelerator.unwrap_model(model), prompt, prompt_mask, max_new_tokens=s.max_new_tokens,
                                            temperature=s.temperature, do_sample=True, eos_token_id=self.eos,
-                                           pad_token_id=self.pad_token_id)
+                                           pad_token_id=self.pad_token_id, vision=vision_inputs(inputs))
             return ids, completion_mask(ids, self.eos), SOURCE_STUDENT
         if s.seq_kd:
             t_prompt, t_mask = teacher_prompt(inputs)
             with seeded(self._sampling_seed("teacher", micro)):
                 ids = self.teacher_backend.generate(t_prompt, t_mask, max_new_tokens=s.max_new_tokens,
-                                                    temperature=s.temperature, do_sample=True, eos_token_id=self.eos)
+                                                    temperature=s.temperature, do_sample=True, eos_token_id=self.eos,
+                                                    vision=teacher_vision(inputs))
             ids = ids.to(prompt.device)
             return ids, completion_mask(ids, self.eos), SOURCE_TEACHER
         return inputs["completion_input_ids"], inputs["completion_attention_mask"], SOURCE_DATASET
@@ -173,7 +185,7 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
                             completion: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         s = self.settings
         t_prompt, t_mask = teacher_prompt(inputs)
-        request = teacher_request(t_prompt, t_mask, completion, mask)
+        request = teacher_request(t_prompt, t_mask, completion, mask, vision=teacher_vision(inputs))
         start, width = t_prompt.shape[1] - 1, completion.shape[1]
         counted = mask.bool()
         if s.top_k is None:
@@ -195,7 +207,7 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
         self._unscored = 0
         completion, mask, source = self._completions(model, inputs)
         logits = student_completion_logits(model, inputs["prompt_input_ids"], inputs["prompt_attention_mask"],
-                                           completion, mask)
+                                           completion, mask, vision_inputs(inputs))
         jsd = self._teacher_divergence(logits, inputs, completion, mask)
         loss = jsd
         components: dict[str, Any] = {"jsd": jsd.detach(), "on_policy": float(source == SOURCE_STUDENT),

@@ -35,6 +35,7 @@ class Capabilities:
     hidden_states: bool = False
     attentions: bool = False
     generate: bool = False  # sample / greedy completions (seq_kd)
+    images: bool = False  # takes page prompts (`ScoreRequest.vision`, `generate(vision=...)`)
     max_k: Optional[int] = None  # None: any K up to the vocabulary
 
     def missing_for(self, *, logits: bool = False, hidden_states: bool = False,
@@ -54,7 +55,7 @@ class Capabilities:
         given = [name for name, have in (
             ("dense logits", self.dense_logits), ("top-k log-probabilities", self.topk_logprobs),
             ("hidden states", self.hidden_states), ("attention maps", self.attentions),
-            ("generation", self.generate)) if have]
+            ("generation", self.generate), ("page images", self.images)) if have]
         return ", ".join(given) or "nothing"
 
 
@@ -104,9 +105,10 @@ class TeacherBackend(ABC):
 
     def generate(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int,
                  temperature: float = 1.0, do_sample: bool = True,
-                 eos_token_id: Optional[int | Sequence[int]] = None) -> torch.Tensor:
+                 eos_token_id: Optional[int | Sequence[int]] = None, vision: Any = None) -> torch.Tensor:
         """Completions for left-padded prompts: [B, C] new token ids (C ≤ max_new_tokens), right-
-        padded with the pad id after EOS. Only backends with `capabilities.generate`."""
+        padded with the pad id after EOS. Only backends with `capabilities.generate`. `vision`: the
+        prompts' pages (`forge.decoding.vision.VisionInputs`), only for backends with `images`."""
         raise TeacherBackendError(f"teacher backend '{self.name}' cannot generate")
 
     def close(self) -> None:

@@ -18,14 +18,14 @@ from forge.losses.divergence import TopKView
 from forge.teachers.backends.base import Capabilities, ScoreRequest, TeacherBackend, TeacherBackendError
 
 _EVERYTHING = Capabilities(dense_logits=True, topk_logprobs=True, hidden_states=True, attentions=True,
-                           generate=True)
+                           generate=True, images=True)
 
 
 def _capabilities_for(top_k: Optional[int]) -> Capabilities:
     if top_k is None:
         return _EVERYTHING
     return Capabilities(dense_logits=False, topk_logprobs=True, hidden_states=True, attentions=True,
-                        generate=True, max_k=int(top_k))
+                        generate=True, images=True, max_k=int(top_k))
 
 
 class HFTeacherBackend(TeacherBackend):
@@ -68,6 +68,11 @@ class HFTeacherBackend(TeacherBackend):
     def _forward_logits(self, request: ScoreRequest) -> torch.Tensor:
         device = self._device()
         mask = request.attention_mask.to(device)
+        if request.vision is not None:  # multimodal RoPE numbers the positions from the mask itself
+            vision = request.vision.to(device)
+            extra = request.input_ids.shape[1] - vision.prompt_token_types.shape[1]
+            return self.model(input_ids=request.input_ids.to(device), attention_mask=mask, use_cache=False,
+                              **vision.model_kwargs(extra)).logits
         out = self.model(input_ids=request.input_ids.to(device), attention_mask=mask,
                          position_ids=positions_from_mask(mask), use_cache=False)
         return out.logits
@@ -87,9 +92,10 @@ class HFTeacherBackend(TeacherBackend):
     @torch.no_grad()
     def generate(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int,
                  temperature: float = 1.0, do_sample: bool = True,
-                 eos_token_id: Optional[int | Sequence[int]] = None) -> torch.Tensor:
+                 eos_token_id: Optional[int | Sequence[int]] = None, vision: Any = None) -> torch.Tensor:
         return generate_completions(self.model, prompt_ids, prompt_mask, max_new_tokens=max_new_tokens,
-                                    temperature=temperature, do_sample=do_sample, eos_token_id=eos_token_id)
+                                    temperature=temperature, do_sample=do_sample, eos_token_id=eos_token_id,
+                                    vision=vision)
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model": str(getattr(self.model.config, "name_or_path", "")),
