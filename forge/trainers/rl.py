@@ -30,6 +30,7 @@ from forge.runtime.seeds import derived_seed, seeded
 from forge.trainers.base import ForgeTrainerMixin, TrainingRuntime, trainer_kwargs
 from forge.trainers.components import TrainingComponents
 from forge.trainers.rl_logps import TeacherReference, completion_logps
+from forge.trainers.rl_pages import PageBatch
 from forge.trainers.rl_settings import RLSettings
 
 log = logging.getLogger("forge.train")
@@ -47,6 +48,7 @@ class RLTrainer(ForgeTrainerMixin, GRPOTrainer):
         super().__init__(*args, **kwargs)
         self._init_forge(runtime)
         self.rl_settings = settings
+        self._pages: Optional[PageBatch] = None  # the generation batch's pages, while it is scored
         if settings.kl_to == "teacher" and settings.beta > 0:
             if teacher_backend is None:
                 raise ValueError("rl.kl_to=teacher needs a teacher backend")
@@ -59,11 +61,11 @@ class RLTrainer(ForgeTrainerMixin, GRPOTrainer):
                         runtime: Optional[TrainingRuntime] = None, settings: Optional[RLSettings] = None,
                         rewards: Sequence[Reward] = ()) -> "RLTrainer":
         settings = settings or RLSettings()
-        tokenizer, student = components.tokenizer, components.student
+        processor, tokenizer, student = components.tokenizer, components.text_tokenizer, components.student
         if args.beta > 0 and not hasattr(student, "peft_config"):
-            _point_at_reference(student, tokenizer, RunLayout(Path(args.output_dir)).rl_reference, args)
+            _point_at_reference(student, processor, RunLayout(Path(args.output_dir)).rl_reference, args)
         trainer = cls(model=student, reward_funcs=list(rewards), args=args,
-                      train_dataset=prompt_rows(components.train_dataset), processing_class=tokenizer,
+                      train_dataset=prompt_rows(components.train_dataset), processing_class=processor,
                       runtime=runtime, settings=settings, teacher_backend=components.teacher_backend,
                       **trainer_kwargs(runtime))
         context = RewardContext(tokenizer=tokenizer, eos_token_ids=list(trainer.eos_token_ids),
@@ -79,7 +81,8 @@ class RLTrainer(ForgeTrainerMixin, GRPOTrainer):
         """Prompts that are already the task's token ids pass through; others go to TRL (text, chat
         messages, images)."""
         if prompts and all(_is_token_ids(p) for p in prompts):
-            return [list(p) for p in prompts], None, {}
+            ids = [list(p) for p in prompts]
+            return ids, None, ({} if self._pages is None else self._pages.generation_fields(ids))
         return super()._tokenize_prompts(prompts)
 
     def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
@@ -94,8 +97,11 @@ class RLTrainer(ForgeTrainerMixin, GRPOTrainer):
                                            logits_to_keep: int, batch_size: Optional[int] = None,
                                            compute_entropy: bool = False, compute_aux_loss: bool = False,
                                            **model_inputs: Any) -> Any:
+        if self._pages is not None and model_inputs.get("pixel_values") is None:  # scoring a page batch
+            model_inputs = {**model_inputs, **self._pages.forward_kwargs(input_ids)}
         if isinstance(model, TeacherReference):
-            return model.logps(input_ids, attention_mask, logits_to_keep), None, None
+            vision = None if self._pages is None else self._pages.vision(input_ids[:, :-logits_to_keep])
+            return model.logps(input_ids, attention_mask, logits_to_keep, vision=vision), None, None
         if compute_aux_loss or any(v is not None for v in model_inputs.values()):  # images, MoE: TRL's path
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
@@ -106,7 +112,13 @@ class RLTrainer(ForgeTrainerMixin, GRPOTrainer):
         return logps, entropies, None
 
     def _generate_and_score_completions(self, inputs: Any) -> Any:
-        out = super()._generate_and_score_completions(inputs)
+        self._pages = PageBatch.from_rows(inputs, self.processing_class, self.accelerator.device)
+        try:
+            out = super()._generate_and_score_completions(inputs)
+        finally:
+            pages, self._pages = self._pages, None
+        if pages is not None:  # the loss step's forward passes take the pages too (TRL splits them)
+            out.update(pages.forward_kwargs(torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)))
         if isinstance(self.ref_model, TeacherReference):
             mode = "train" if self.model.training else "eval"
             self._metrics[mode]["kl/teacher_outside_topk"].append(self.ref_model.last_outside_view)

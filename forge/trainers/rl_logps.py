@@ -66,12 +66,14 @@ class TeacherReference:
         self.last_unscored = 0
 
     @torch.no_grad()
-    def logps(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
-        """[B, C] the teacher's log-probabilities of the last C tokens of each row."""
+    def logps(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
+              vision: Any = None) -> torch.Tensor:
+        """[B, C] the teacher's log-probabilities of the last C tokens of each row (after page
+        prompts: `vision`, their `VisionInputs`)."""
         prompt, completion = input_ids[:, :-logits_to_keep], input_ids[:, -logits_to_keep:]
         prompt_mask, completion_mask = attention_mask[:, :-logits_to_keep], attention_mask[:, -logits_to_keep:]
         scored = teacher_token_logprobs(self.backend, prompt, prompt_mask, completion, completion_mask,
-                                        top_k=self.top_k, temperature=self.temperature)
+                                        top_k=self.top_k, temperature=self.temperature, vision=vision)
         self.last_outside_view = float(scored.outside_view.sum()) / max(int(scored.scored.sum()), 1)
         self.last_unscored = scored.unscored
         return scored.logprobs.to(input_ids.device)

@@ -61,6 +61,8 @@ def refusals(cfg: DictConfig, handler: Any, needs: Any, mode_reasons: list[str])
                        "for a teacher's forward pass (mode=kd)")
     if ts.get("context"):
         reasons.append("context baking scores the teacher on prompts the student's data does not hold")
+    if getattr(handler, "cache_refusal", None):
+        reasons.append(f"task={cfg.task.name}: {handler.cache_refusal}")
     if getattr(handler, "augments_inputs", False):
         reasons.append(f"task={cfg.task.name} augments its inputs (an example's tokens differ between epochs)")
     backend = cfg.get("teacher_backend")
