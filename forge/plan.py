@@ -135,7 +135,7 @@ def _tracker(cfg: DictConfig) -> Any:
 def _model_infos(cfg: DictConfig, handler: Any, kind: str, head_trained: bool, needs_teacher: bool,
                  problems: ProblemCollector) -> tuple[Optional[ModelInfo], Optional[ModelInfo]]:
     """Student's and (when the mode needs one) teacher's architecture facts, from configs only."""
-    from forge.models.loading import read_model_info, validate_model_spec
+    from forge.models.loading import KindMismatch, read_model_info, validate_model_spec
 
     num_labels = getattr(handler, "num_labels", 2) if handler is not None else 2
     infos: list[Optional[ModelInfo]] = []
@@ -153,6 +153,8 @@ def _model_infos(cfg: DictConfig, handler: Any, kind: str, head_trained: bool, n
         elif spec is not None:
             try:
                 info = read_model_info(spec, kind=kind, num_labels=num_labels, head_trained=trained)
+            except KindMismatch as exc:
+                problems.add(key, f"{exc} (task={cfg.task.name})", spec.name_or_path, exc.fix)
             except Exception as exc:  # noqa: BLE001
                 problems.add(key, f"cannot read the model's config: {exc}", spec.name_or_path)
         infos.append(info)

@@ -49,15 +49,15 @@ class OcrSynthHandler(PageToMarkdownHandler):
         return _synth().SynthConfig(**self.page)
 
     def validate(self) -> list[ConfigProblem]:
+        """Unknown page keys (with the valid ones), then every bad value of the known ones."""
         problems = super().validate()
         known = [f.name for f in dataclasses.fields(_synth().SynthConfig)]
         unknown = sorted(set(self.page) - set(known))
-        if unknown:
-            return problems + [ConfigProblem(key=f"task.page.{k}", value=self.page[k],
-                                             message="is not a page setting",
-                                             fix=f"use one of: {', '.join(known)}") for k in unknown]
+        problems += [ConfigProblem(key=f"task.page.{k}", value=self.page[k], message="is not a page setting",
+                                   fix=f"use one of: {', '.join(known)}") for k in unknown]
+        config = _synth().SynthConfig(**{k: v for k, v in self.page.items() if k in known})
         return problems + [dataclasses.replace(p, key=p.key.replace("task.", "task.page.", 1))
-                           for p in self.synth_config().validate()]
+                           for p in config.validate()]
 
     def load_splits(self) -> dict[str, PagePairs]:
         synth = _synth()

@@ -10,7 +10,7 @@ has a freshly initialised label head (`num_labels`) or a pretrained vocabulary h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,17 @@ class ModelKind:
     label_head: bool
     generates: bool
     processor_class: str = "AutoTokenizer"
+    #: a config attribute the kind's models must have (a vision tower's `vision_config`), and the
+    #: fix when a model lacks it
+    required_config: Optional[str] = None
+    fix: str = ""
+
+    def mismatch(self, config: Any) -> Optional[str]:
+        """Why a model with this config cannot serve this kind (None: it can)."""
+        if self.required_config is None or getattr(config, self.required_config, None) is not None:
+            return None
+        return (f"is a {getattr(config, 'model_type', '?')} model without a {self.required_config}, and the "
+                f"task needs a {self.name} model")
 
     def auto(self) -> Any:
         import transformers
@@ -41,7 +52,8 @@ MODEL_KINDS: dict[str, ModelKind] = {
         ModelKind("classification", "AutoModelForSequenceClassification", "SEQ_CLS", label_head=True, generates=False),
         ModelKind("causal_lm", "AutoModelForCausalLM", "CAUSAL_LM", label_head=False, generates=True),
         ModelKind("vision_lm", "AutoModelForImageTextToText", "CAUSAL_LM", label_head=False, generates=True,
-                  processor_class="forge.models.vision_processor:PageProcessor"),
+                  processor_class="forge.models.vision_processor:PageProcessor", required_config="vision_config",
+                  fix="use a vision-language model pair: model=tiny_vlm (offline) or model=qwen3vl (hub)"),
     )
 }
 

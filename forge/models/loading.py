@@ -27,6 +27,14 @@ SOURCES = ("hub", "local", "packaged")
 OFFLINE_FIX = "use model=minilm (packaged, offline) or source=local with a downloaded directory"
 
 
+class KindMismatch(ValueError):
+    """The model cannot serve the task's model kind (a text-only model for a page task)."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
 class ModelUnavailableError(OSError):
     """A model (or its config/tokenizer) cannot be obtained: hub unreachable or local dir missing."""
 
@@ -145,6 +153,9 @@ def read_model_info(spec: Any, *, kind: str = "classification", num_labels: int 
 
     s = normalize_spec(spec)
     config = load_config(s)
+    mismatch = model_kind(kind).mismatch(config)
+    if mismatch:
+        raise KindMismatch(mismatch, model_kind(kind).fix)
     label_head = model_kind(kind).label_head
     if label_head:
         config.num_labels = num_labels

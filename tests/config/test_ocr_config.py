@@ -1,0 +1,46 @@
+"""Page tasks at config time: the judged commands plan, and every misuse is refused before any
+weights load or any file is written, naming the key and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from forge.config.errors import ConfigError
+from forge.plan import build_plan
+from tests.conftest import compose_config
+
+PAGES = ["task=ocr_synth", "model=tiny_vlm", "trainer.max_steps=5"]
+
+
+def problems_of(overrides: list[str]) -> list:
+    with pytest.raises(ConfigError) as info:
+        build_plan(compose_config(overrides))
+    return info.value.problems
+
+
+@pytest.mark.parametrize("extra", [
+    ["mode=kd", "loss=combined_far"], ["mode=gkd"], ["mode=rl", "reward=edit_similarity"], ["mode=sft"], ["mode=eval"],
+])
+def test_the_judged_commands_plan(extra):
+    plan = build_plan(compose_config([*PAGES, *extra]))
+    assert plan.handler.model_kind == "vision_lm" and plan.student_info.num_layers == 2
+    assert not plan.cache.enabled
+    if plan.teacher_needs is not None:  # a mode with a teacher: the cache says why it cannot serve pages
+        assert "page images" in plan.cache.reason
+
+
+def test_a_text_only_model_is_refused_with_the_fix():
+    problems = problems_of(["task=ocr_synth", "model=smollm2", "mode=sft"])
+    assert [p.key for p in problems] == ["model.student"]
+    assert "vision_config" in problems[0].message and "model=tiny_vlm" in problems[0].fix
+
+
+def test_a_server_teacher_without_images_and_bad_page_settings_are_refused():
+    problems = problems_of([*PAGES, "mode=gkd", "teacher_backend=openai", "mode.trainer.top_k=5",
+                            "+task.page.font_sise=12", "task.page.speckle=0.9"])
+    assert {"teacher_backend", "task.page.font_sise", "task.page.speckle"} <= {p.key for p in problems}
+
+
+def test_mode_eval_trains_nothing_and_refuses_alpha():
+    problems = problems_of([*PAGES, "mode=eval", "alpha=0.5"])
+    assert [p.key for p in problems] == ["alpha"]
