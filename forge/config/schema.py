@@ -20,7 +20,14 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from forge.config.ranges import at_least, in_range, non_negative, positive, seed_field
-from forge.config.task_schema import GlueTaskConfig, OcrSynthTaskConfig, TaskConfig, TranslationTaskConfig
+from forge.config.task_schema import (
+    GlueTaskConfig,
+    OcrSynthTaskConfig,
+    OlmocrBenchTaskConfig,
+    OmniDocBenchTaskConfig,
+    TaskConfig,
+    TranslationTaskConfig,
+)
 
 
 class ModelSource(str, Enum):
@@ -360,6 +367,8 @@ def register_schemas() -> None:
     cs.store(group="schema/task", name="glue", node=GlueTaskConfig)
     cs.store(group="schema/task", name="translation", node=TranslationTaskConfig)
     cs.store(group="schema/task", name="ocr_synth", node=OcrSynthTaskConfig)
+    cs.store(group="schema/task", name="olmocr_bench", node=OlmocrBenchTaskConfig)
+    cs.store(group="schema/task", name="omnidocbench", node=OmniDocBenchTaskConfig)
     cs.store(group="schema/logger", name="none", node=NullLoggerConfig)
     cs.store(group="schema/logger", name="wandb", node=WandbLoggerConfig)
     cs.store(group="schema/teacher_backend", name="hf", node=HFBackendConfig)

@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional
 
 from omegaconf import MISSING
 
-from forge.config.ranges import at_least, seed_field
+from forge.config.ranges import at_least, in_range, seed_field
 
 
 @dataclass
@@ -101,3 +101,45 @@ class OcrSynthTaskConfig(PageTaskConfig):
     num_validation: int = at_least(1, default=32)
     data_seed: int = seed_field(default=0)
     page: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OlmocrBenchTaskConfig(PageTaskConfig):
+    """olmOCR-bench pages, scored by olmocr's unit tests (`forge.data.olmocr_bench_task`): no markdown
+    to train on, so a run evaluates or runs RL. data_dir: a bench folder (*.jsonl beside pdfs/);
+    null downloads the release (`hub_repo` at `hub_revision`, its bench_data/) into the HF cache.
+    baseline: keep olmocr's automatic baseline test on every PDF, as the benchmark script does.
+    Pages render at max_pixels; real pages need far more pixels than synthetic ones."""
+
+    hub_repo: str = "allenai/olmOCR-bench"
+    hub_revision: Optional[str] = None
+    baseline: bool = True
+    max_pixels: int = at_least(1, default=1024 * 1024)
+    max_length: int = at_least(1, default=4096)
+    max_new_tokens: int = at_least(1, default=2048)
+
+
+@dataclass
+class OmniDocBenchTaskConfig(PageTaskConfig):
+    """OmniDocBench pages → their annotated markdown (`forge.data.omnidocbench_task`).
+
+    data_dir: a folder with the annotation JSON beside images/ (the demo's omnidocbench_demo/);
+      null downloads `hub_repo` at `hub_revision` (OmniDocBench.json and images/) into the HF cache.
+    annotations: the JSON's file name in data_dir; null: the only *.json there (OmniDocBench.json
+      on the hub).
+    validation_fraction / split_seed: a page is a validation page when a seeded hash of its image
+      name falls below the fraction: the same pages on every machine, whatever the file order.
+    table_format: html | latex, how tables appear in the markdown; figures: keep figure links
+      (`![](./imgs/...)`, whose names no model can read off the pixels).
+    """
+
+    hub_repo: str = "opendatalab/OmniDocBench"
+    hub_revision: Optional[str] = None
+    annotations: Optional[str] = None
+    validation_fraction: float = in_range(0.0, 1.0, low_open=True, high_open=True, default=0.2)
+    split_seed: int = seed_field(default=0)
+    table_format: str = "html"
+    figures: bool = False
+    max_pixels: int = at_least(1, default=1024 * 1024)
+    max_length: int = at_least(1, default=4096)
+    max_new_tokens: int = at_least(1, default=2048)

@@ -66,6 +66,10 @@ class PageToMarkdownHandler(PromptCompletionHandler):
     `prepare` takes the model's `PageProcessor` (tokenizer + image processor)."""
 
     model_kind = "vision_lm"
+    #: whether the `target` column is markdown to train on. False for a family whose targets are
+    #: something else (olmOCR-bench's pages carry unit tests as JSON): such a task evaluates or runs
+    #: RL, and a mode that takes a loss on the completion must refuse it.
+    has_training_targets: bool = True
     placeholder = IMAGE_PLACEHOLDER
     placeholder_holds = "the page image"
     default_prompt_example = DEFAULT_PAGE_PROMPT

@@ -11,7 +11,7 @@ import pytest
 from forge.config.errors import ConfigError
 from forge.data.ocr.olmocr_bench import BenchPage, load_olmocr_bench, load_olmocr_bench_from_hub
 from forge.data.ocr.pdf import render_pdf_page
-from tests.unit.ocr_support import OCR_DATA, require_math  # noqa: F401 (a fixture)
+from tests.unit.ocr_support import OCR_DATA, fake_hub_snapshot, require_math  # noqa: F401 (a fixture)
 
 BENCH = OCR_DATA / "olmocr-bench"
 SAMPLE = BENCH / "sample_data"
@@ -78,17 +78,7 @@ def test_render_resolution() -> None:
 
 
 def test_hub_loader_reuses_the_local_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    snapshot = tmp_path / "snapshot"
-    (snapshot / "bench_data").mkdir(parents=True)
-    for entry in (BENCH / "dev_history/old_docs").iterdir():
-        (snapshot / "bench_data" / entry.name).symlink_to(entry)
-    calls = []
-
-    def fake_snapshot_download(**kwargs):
-        calls.append(kwargs)
-        return str(snapshot)
-
-    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot_download)
+    calls = fake_hub_snapshot(monkeypatch, tmp_path / "snapshot", BENCH / "dev_history/old_docs", "bench_data")
     pages = load_olmocr_bench_from_hub(revision="abc123")
     assert calls == [dict(repo_id="allenai/olmOCR-bench", repo_type="dataset", revision="abc123", cache_dir=None,
                           allow_patterns=["bench_data/*.jsonl", "bench_data/pdfs/**"])]

@@ -11,9 +11,9 @@ Bad folders fail early with one `ConfigError` listing every problem (see `olmocr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from PIL import Image
 
@@ -40,10 +40,15 @@ HUB_SUBDIR = "bench_data"
 
 @dataclass(frozen=True)
 class BenchTest:
-    """One olmocr test and the group it is scored in: its JSONL file's name, or "baseline"."""
+    """One olmocr test and the group it is scored in: its JSONL file's name, or "baseline".
+
+    `row` is the JSONL row the test was built from, as read (olmocr normalises some fields while
+    building, so the row, not the object, is what rebuilds the same test elsewhere: see
+    `forge.data.ocr.page_tests`); None for a test built by hand."""
 
     test: "BasePDFTest"
     source: str
+    row: Optional[Mapping[str, Any]] = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -63,9 +68,10 @@ class BenchPage:
         """The file name `olmocr.bench.benchmark` looks for in a candidate folder."""
         return f"{self.pdf[: -len('.pdf')]}_pg{self.page}_repeat{repeat}.md"
 
-    def render(self, *, longest_side: Optional[int] = DEFAULT_LONGEST_SIDE, dpi: Optional[float] = None) -> Image.Image:
+    def render(self, *, longest_side: Optional[int] = DEFAULT_LONGEST_SIDE, dpi: Optional[float] = None,
+               max_pixels: Optional[int] = None) -> Image.Image:
         """The page as an RGB image; see `forge.data.ocr.pdf.render_pdf_page` for the resolution."""
-        return render_pdf_page(self.pdf_path, self.page, longest_side=longest_side, dpi=dpi)
+        return render_pdf_page(self.pdf_path, self.page, longest_side=longest_side, dpi=dpi, max_pixels=max_pixels)
 
 
 def _bench_files(bench_dir: Path, problems: ProblemCollector) -> tuple[list[Path], Path]:
@@ -115,11 +121,9 @@ def _baseline_tests(page_counts: dict[str, int], tests: list[BenchTest]) -> list
     from olmocr.bench.tests import BaselineTest
 
     has_baseline = {t.test.pdf for t in tests if t.test.type == "baseline"}
-    return [
-        BenchTest(BaselineTest(id=f"{pdf}_baseline", pdf=pdf, page=1, type="baseline"), BASELINE_SOURCE)
-        for pdf in page_counts
-        if pdf not in has_baseline
-    ]
+    rows = [{"pdf": pdf, "page": 1, "id": f"{pdf}_baseline", "type": "baseline"}
+            for pdf in page_counts if pdf not in has_baseline]
+    return [BenchTest(BaselineTest(**row), BASELINE_SOURCE, row) for row in rows]
 
 
 def _pages(pdf_dir: Path, tests: list[BenchTest]) -> list[BenchPage]:
@@ -148,7 +152,7 @@ def load_olmocr_bench(bench_dir: str | Path, *, baseline: bool = True) -> list[B
     problems.raise_if_any()
     built = [(row, _build_test(row, problems)) for row in rows]
     problems.raise_if_any()
-    tests = [BenchTest(test, row.source.name) for row, test in built]
+    tests = [BenchTest(test, row.source.name, row.data) for row, test in built]
     tests += _baseline_tests(page_counts, tests)
     if not baseline:
         tests = [t for t in tests if t.test.type != "baseline"]

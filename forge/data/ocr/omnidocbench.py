@@ -191,3 +191,32 @@ def load_omnidocbench(
         )
         for page in pages
     ]
+
+
+#: The release on the Hugging Face hub: the annotation JSON at the root, beside images/.
+HUB_REPO_ID = "opendatalab/OmniDocBench"
+HUB_ANNOTATIONS = "OmniDocBench.json"
+
+
+def download_omnidocbench(
+    repo_id: str = HUB_REPO_ID,
+    *,
+    revision: Optional[str] = None,
+    annotations: str = HUB_ANNOTATIONS,
+    cache_dir: Optional[str | Path] = None,
+) -> Path:
+    """The release's annotation file (with images/ beside it) in the local HF cache; its path.
+
+    Only the annotation JSON and the page images are fetched (not the PDFs the release also holds).
+    Offline (HF_HUB_OFFLINE=1) this resolves from the cache or fails with huggingface_hub's message.
+    """
+    from huggingface_hub import snapshot_download
+
+    root = snapshot_download(
+        repo_id=repo_id,
+        repo_type="dataset",
+        revision=revision,
+        cache_dir=None if cache_dir is None else str(cache_dir),
+        allow_patterns=[annotations, "images/*"],
+    )
+    return Path(root) / annotations
