@@ -5,7 +5,10 @@ math and two-column passages, with optional blur / rotation / speckle / JPEG noi
 is exactly what each page shows. The data is a pure function of `data_seed` and `task.page`, NOT of
 the run's `seed`: every run of a study trains and is scored on the same pages, so seeds vary only
 the training. Validation pages come from their own seed stream, disjoint from training's.
-Scored with edit similarity (primary) and exact match (`forge.eval.ocr_metrics`, rapidfuzz).
+Scored with edit similarity (primary) and exact match (`forge.eval.ocr_metrics`, rapidfuzz), and
+`pass_rate`: the olmOCR-style unit tests `forge.data.ocr.synth_tests` derives from each page's
+markdown (present / absent / order / table / baseline), run by olmocr's own checks. The same tests
+fill the `page_tests` column, so `reward=olmocr_checks` works on synthetic pages too.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class OcrSynthHandler(PageToMarkdownHandler):
 
     primary_metric = "edit_similarity"
     greater_is_better = True
-    metric_names: tuple[str, ...] = ("edit_similarity", "exact_match")
+    metric_names: tuple[str, ...] = ("edit_similarity", "exact_match", "pass_rate")
 
     def __init__(self, name: str, num_train: int = 256, num_validation: int = 32, data_seed: int = 0,
                  page: Optional[Mapping[str, Any]] = None, **common: Any) -> None:
@@ -71,5 +74,15 @@ class OcrSynthHandler(PageToMarkdownHandler):
             out[split] = PagePairs([p.image for p in rendered], [p.markdown for p in rendered])
         return out
 
+    def page_tests(self, pairs: PagePairs) -> list[str]:
+        from forge.data.ocr.synth_tests import synth_tests_for_pages
+
+        return synth_tests_for_pages(pairs.targets, self.data_seed)
+
     def compute_metrics(self, predictions: list[Any], references: list[Any]) -> dict[str, float]:
-        return ocr_metrics(predictions, references, which=self.metric_names)
+        from forge.data.ocr.synth_tests import synth_tests_for_pages
+        from forge.eval.olmocr_metrics import PASS_RATE, pass_rate_metrics
+
+        scores = ocr_metrics(predictions, references, which=("edit_similarity", "exact_match"))
+        tests = synth_tests_for_pages([str(r) for r in references], self.data_seed)
+        return {**scores, "pass_rate": pass_rate_metrics(predictions, tests)[PASS_RATE]}

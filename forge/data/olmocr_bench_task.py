@@ -82,6 +82,10 @@ class OlmocrBenchHandler(PageToMarkdownHandler):
         pairs = PagePairs(renderers, [bench_page_json(page) for page in pages])
         return {"train": pairs, EVAL_SET: pairs}
 
+    def page_tests(self, pairs: PagePairs) -> list[str]:
+        """The bench's own tests: the targets themselves."""
+        return list(pairs.targets)
+
     def compute_metrics(self, predictions: list[Any], references: list[Any]) -> dict[str, float]:
         return pass_rate_metrics(predictions, references)
 

@@ -31,6 +31,8 @@ from forge.models.vision_tokens import IMAGE_PAD, VISION_END, VISION_START
 logger = logging.getLogger(__name__)
 
 IMAGE_PLACEHOLDER = "{image}"
+#: the column holding each page's olmOCR-style tests as JSON (read by reward=olmocr_checks)
+PAGE_TESTS = "page_tests"
 IMAGE_MARKUP = f"{VISION_START}{IMAGE_PAD}{VISION_END}"
 DEFAULT_PAGE_PROMPT = "{image}Convert this page to markdown."
 
@@ -89,6 +91,11 @@ class PageToMarkdownHandler(PromptCompletionHandler):
     @abstractmethod
     def load_splits(self) -> dict[str, PagePairs]:
         """All raw splits, uncapped: "train" and "validation"."""
+
+    def page_tests(self, pairs: PagePairs) -> Optional[list[str]]:
+        """Each page's olmOCR-style unit tests as JSON (`forge.data.ocr.page_tests`), for the
+        `page_tests` column that `reward=olmocr_checks` reads; None: the family has none."""
+        return None
 
     def validate(self) -> list[ConfigProblem]:
         problems = super().validate()
@@ -150,10 +157,16 @@ class PageToMarkdownHandler(PromptCompletionHandler):
         prompt = self.render_prompt(IMAGE_MARKUP, tokenizer)
         teacher_prompt = None if teacher_context is None else self.render_prompt(IMAGE_MARKUP, tokenizer, teacher_context)
         targets = [self.completion_text(prompt, t) for t in pairs.targets]
-        completion_ids = [list(ids) + [eos] for ids in tokenizer(targets, add_special_tokens=False)["input_ids"]]
+        if self.has_training_targets:
+            completion_ids = [list(ids) + [eos] for ids in tokenizer(targets, add_special_tokens=False)["input_ids"]]
+        else:  # the targets are not text to learn (a benchmark's tests): nothing to tokenise or cut
+            completion_ids = [[eos] for _ in targets]
         enc = EncodedSplit([prompt] * len(pairs), [], completion_ids, [IMAGE_MARKUP] * len(pairs))
         columns: dict[str, list] = {TARGET_TEXT: list(pairs.targets), IMAGE: [], PROMPT: enc.prompt_ids,
                                     COMPLETION: completion_ids}
+        tests = self.page_tests(pairs)
+        if tests is not None:
+            columns[PAGE_TESTS] = tests
         if teacher_prompt is not None:
             columns[TEACHER_PROMPT] = []
             enc.teacher_prompts = [teacher_prompt] * len(pairs)

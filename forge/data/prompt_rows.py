@@ -5,7 +5,8 @@ Here `prompt` holds the prompt's token ids exactly as the task prepared them (ch
 truncation and all), so the student samples from the same prompt it is evaluated on;
 `reference` is the target text the text rewards compare against, and `teacher_prompt` the
 teacher's own prompt under context baking; `page` a page task's page (PNG bytes), which the RL
-trainer turns into the pixels that go with the prompt (`forge.trainers.rl_pages`).
+trainer turns into the pixels that go with the prompt (`forge.trainers.rl_pages`), and
+`page_tests` its olmOCR-style tests (JSON) for `reward=olmocr_checks`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from forge.data.causal_collate import PROMPT, TARGET_TEXT, TEACHER_PROMPT
 from forge.data.page_collate import IMAGE
+from forge.data.pages import PAGE_TESTS
 from forge.data.prompted import SOURCE_TEXT
 
 #: the columns of an RL row (rewards read them by these names)
@@ -25,7 +27,7 @@ RL_PAGE = "page"
 def prompt_rows(prepared: Any) -> Any:
     """The RL rows of a prepared split (a `datasets.Dataset` from `PromptCompletionHandler.prepare`)."""
     renames = {PROMPT: RL_PROMPT, TARGET_TEXT: RL_REFERENCE, TEACHER_PROMPT: RL_TEACHER_PROMPT, IMAGE: RL_PAGE}
-    keep = [c for c in prepared.column_names if c in renames or c == SOURCE_TEXT]
+    keep = [c for c in prepared.column_names if c in renames or c in (SOURCE_TEXT, PAGE_TESTS)]
     rows = prepared.select_columns(keep)
     return rows.rename_columns({old: new for old, new in renames.items() if old in keep and old != new})
 

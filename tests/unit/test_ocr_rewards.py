@@ -39,7 +39,7 @@ def olmocr_rates(jsonl: Path, pdf: str, completions: list[str]) -> list[float]:
 
 
 def reward(completions: list[str], references: list[str]) -> list[float]:
-    return OlmocrChecks()(completions, reference=references, prompts=[[1]] * len(completions))
+    return OlmocrChecks()(completions, page_tests=references, prompts=[[1]] * len(completions))
 
 
 def test_letter_page_rates_equal_olmocrs_own() -> None:
@@ -84,11 +84,11 @@ def test_tests_are_parsed_once_per_json_string() -> None:
 
 def test_a_reference_without_tests_is_refused_by_row() -> None:
     target = page_tests_json([("t.jsonl", {"pdf": "x.pdf", "page": 1, "id": "p", "type": "present", "text": "hi"})])
-    with pytest.raises(RewardError, match="column 'reference' row 1 holds no page tests.*not page-tests JSON"):
+    with pytest.raises(RewardError, match="column 'page_tests' row 1 holds no page tests.*not page-tests JSON"):
         reward(["a", "b"], [target, "# A page of markdown"])
     bad_row = page_tests_json([("t.jsonl", {"pdf": "x.pdf", "page": 1, "id": "q", "type": "presnet", "text": "hi"})])
     with pytest.raises(RewardError, match="olmocr cannot build test 'q'"):
         reward(["a"], [bad_row])
-    with pytest.raises(RewardError, match="needs the 'reference' column"):
+    with pytest.raises(RewardError, match="needs the 'page_tests' column"):
         OlmocrChecks()(["a"], prompts=[[1]])
     assert [p.key for p in OlmocrChecks(column="").check()] == ["reward.olmocr_checks.column"]

@@ -114,3 +114,19 @@ def test_page_settings_are_checked_at_config_time():
     assert [p.key for p in problems] == ["task.page.jpeg_quality"]
     problems = handler(prompt_template="Convert this page.").validate()
     assert [p.key for p in problems] == ["task.prompt_template"] and "{image}" in problems[0].message
+
+
+def test_synthetic_pages_carry_their_tests_and_score_them(processor, prepared):
+    """The page_tests column (what reward=olmocr_checks reads) holds tests the true markdown passes;
+    the handler's pass_rate scores answers with the same tests."""
+    from forge.data.pages import PAGE_TESTS
+    from forge.data.prompt_rows import prompt_rows
+    from forge.eval.olmocr_metrics import pass_rate_metrics
+
+    targets = prepared.train["target"]
+    assert pass_rate_metrics(targets, prepared.train[PAGE_TESTS])["pass_rate"] == 1.0
+    assert {"prompt", "reference", "page", PAGE_TESTS} <= set(prompt_rows(prepared.train).column_names)
+    scores = handler().compute_metrics(targets, targets)
+    assert scores == {"edit_similarity": 1.0, "exact_match": 1.0, "pass_rate": 1.0}
+    wrong = handler().compute_metrics(["# Nothing here"] * 3, targets)
+    assert wrong["pass_rate"] < 1.0 and wrong["exact_match"] == 0.0  # absent and baseline tests still pass

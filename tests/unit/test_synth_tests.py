@@ -76,7 +76,7 @@ def test_metric_and_reward_on_synth_pages(pages: list[str], page_tests: list[str
     assert pass_rate_metrics(pages, page_tests)["pass_rate"] == 1.0
     shifted = pass_rate_metrics(pages[1:] + pages[:1], page_tests)  # each page answered with the next
     assert shifted["pass_rate/absent"] < 1.0 and shifted["pass_rate/present"] == 0.0
-    rewards = OlmocrChecks()([pages[0], scrambled(pages[0], 0), ""], reference=[page_tests[0]] * 3)
+    rewards = OlmocrChecks()([pages[0], scrambled(pages[0], 0), ""], page_tests=[page_tests[0]] * 3)
     assert rewards[0] == 1.0 and rewards[1] < 1.0 and rewards[2] < 0.5
 
 
