@@ -27,12 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from launch_runs import REPO, run_stage, spread  # noqa: E402  (benchmarks/ is not a package)
+
 DATA = REPO.parent / "shared" / "data" / "europarl"
 ARMS = ("sft", "gkd_on_policy", "grpo_chrf", "grpo_teacher_logprob", "grpo_chrf_kl_teacher")
 GRPO_ARMS = tuple(a for a in ARMS if a.startswith("grpo"))
@@ -74,37 +75,6 @@ def stage_overrides(args: argparse.Namespace, out: Path, name: str, seed: int) -
     }
     batch = args.prompts * (args.generations if name in GRPO_ARMS else 1)
     return [*common(args, batch, seed), *arms[name], *from_warm]
-
-
-def run_stage(label: str, overrides: list[str], out: Path) -> dict:
-    """One launch.py run; its metrics, wall time and log history (or the error, for an arm)."""
-    run_dir = out / label
-    cmd = [sys.executable, str(REPO / "launch.py"), *overrides, f"run_dir={run_dir}"]
-    print(f"[{label}] {' '.join(cmd[2:])}", flush=True)
-    started = time.time()
-    with open(out / f"{label}.stdout.log", "w") as log:
-        rc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
-    wall = round(time.time() - started, 1)
-    if rc != 0 or not (run_dir / "metrics.json").is_file():
-        print(f"[{label}] FAILED (exit {rc}) after {wall:.0f} s: see {out / f'{label}.stdout.log'}", flush=True)
-        return {"error": f"exit {rc}", "wall_s": wall}
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    history = json.loads((run_dir / "training_state.json").read_text()).get("log_history", [])
-    train = metrics.get("train", {})
-    per_step = train["train_runtime"] / train["global_step"] if train.get("global_step") else None
-    trl_steps = [e["step_time"] for e in history if "step_time" in e]
-    print(f"[{label}] done in {wall:.0f} s ({per_step or 0:.2f} s/step): {metrics['post']['student']}", flush=True)
-    return {"metrics": metrics, "wall_s": wall, "s_per_step": per_step,
-            "trl_step_time_median": statistics.median(trl_steps) if trl_steps else None,
-            "curve": [{k: v for k, v in e.items() if k == "step" or k == "kl" or k.startswith("reward")}
-                      for e in history if "reward" in e]}
-
-
-def spread(values: list[float]) -> str:
-    """mean ± half-range of the seeds' values (a single value as it is)."""
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {(max(values) - min(values)) / 2:.2f}"
 
 
 def arm_row(arm: str, runs: list[dict]) -> str:
