@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional, Sequence
 
 import torch
 
 from forge.decoding.scoring import ScoreRequest, TeacherBackendError, TeacherServerError
 from forge.losses.divergence import TopKView
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 __all__ = ["Capabilities", "ScoreRequest", "TeacherBackend", "TeacherBackendError", "TeacherServerError"]
 
@@ -104,10 +107,23 @@ class TeacherBackend(ABC):
 
     def generate(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int,
                  temperature: float = 1.0, do_sample: bool = True,
-                 eos_token_id: Optional[int | Sequence[int]] = None) -> torch.Tensor:
+                 eos_token_id: Optional[int | Sequence[int]] = None,
+                 images: Optional[Sequence[PIL.Image.Image]] = None) -> torch.Tensor:
         """Completions for left-padded prompts: [B, C] new token ids (C ≤ max_new_tokens), right-
-        padded with the pad id after EOS. Only backends with `capabilities.generate`."""
+        padded with the pad id after EOS. Only backends with `capabilities.generate`.
+
+        images: page images for a vision task, one per prompt row (`images[b]` belongs to row b), for
+        a teacher that reads the page itself (OCR). A backend that cannot take images raises
+        TeacherBackendError when given them (`refuse_images`) rather than answer from the text alone.
+        """
         raise TeacherBackendError(f"teacher backend '{self.name}' cannot generate")
+
+    def refuse_images(self, images: Optional[Sequence[Any]]) -> None:
+        """Raise TeacherBackendError when a text-only backend's `generate` is handed page images."""
+        if images is not None:
+            raise TeacherBackendError(
+                f"teacher backend '{self.name}' generates from text only and cannot read the {len(images)} "
+                "page image(s) it was given; use teacher_backend=tesseract for an OCR teacher")
 
     def close(self) -> None:
         """Release connections / memory. Idempotent."""
