@@ -124,3 +124,17 @@ def test_a_text_only_backend_refuses_page_images() -> None:
     prompt = torch.ones(1, 3, dtype=torch.long)
     with pytest.raises(TeacherBackendError, match="text only and cannot read the 1 page image"):
         backend.generate(prompt, prompt, max_new_tokens=4, images=[text_image("x")])
+
+
+def test_baseline_scores_pages_like_the_models_are_scored(tesseract: str) -> None:
+    from forge.ocr.baseline import tesseract_baseline
+
+    pages = [(text_image("Hello world"), "Hello world"), (text_image("Distil the pages"), "# Distil the pages")]
+    score = tesseract_baseline(pages)
+    assert score.predictions == ["Hello world", "Distil the pages"] and score.pages == 2
+    assert score.metrics["exact_match"] == 0.5 and 0.9 < score.metrics["edit_similarity"] < 1.0
+    assert score.ms_per_page > 0 and score.engine == f"tesseract {tesseract}"
+    row = score.row()
+    assert row["system"] == "tesseract" and row["exact_match"] == 0.5 and row["pages"] == 2
+    with pytest.raises(ValueError, match="no pages"):
+        tesseract_baseline([])
