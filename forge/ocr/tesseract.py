@@ -78,8 +78,7 @@ def _one_omp_thread() -> Iterator[None]:
 
     Measured on 2 shared cores (448x448 pages, scale 1): 0.49 s/page on one thread against 1.17 s/page
     with its default threads, which contend with everything else running. Pages are parallel work; one
-    page is not.
-    pytesseract hands `os.environ` to the subprocess, so the variable is set only around the call.
+    page is not. pytesseract hands `os.environ` to the subprocess, so the variable is set only around the call.
     """
     if "OMP_THREAD_LIMIT" in os.environ:
         yield
