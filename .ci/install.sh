@@ -37,6 +37,12 @@ print(next(b['revision'] for b in json.loads(browsers.read_text())['browsers'] i
 PW_DIR="${PLAYWRIGHT_BROWSERS_PATH:-$HOME/.cache/ms-playwright}/chromium_headless_shell-$PW_REV/chrome-headless-shell-linux64"
 mkdir -p "$PW_DIR"
 ln -sfn /usr/lib/chromium/chromium-headless-shell "$PW_DIR/chrome-headless-shell"
+# Tesseract: the classical OCR baseline and generation-only teacher (forge.ocr, teacher_backend=tesseract);
+# pytesseract (in the project deps) runs Debian's binary, with English and French language data.
+if ! command -v tesseract >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -q && $SUDO apt-get install -y -q tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra
+fi
 # A real OpenAI-compatible teacher server for the tests: llama-cpp-python's server, compiled from
 # source (~5 min on 2 cores). The native build uses AMX instructions that crash on these CPUs, so
 # build portably; --no-cache-dir because pip's wheel cache ignores CMAKE_ARGS.

@@ -304,6 +304,19 @@ class OpenAIBackendConfig(TeacherBackendConfig):
 
 
 @dataclass
+class TesseractBackendConfig(TeacherBackendConfig):
+    """teacher_backend=tesseract: TesseractBackend's arguments (a generation-only OCR teacher).
+    lang: Tesseract language codes ("eng+fra"); psm: page segmentation mode; scale: page enlargement."""
+
+    _target_: str = "forge.teachers.backends.tesseract.TesseractBackend"
+    name: str = "tesseract"
+    lang: str = "eng"
+    psm: int = in_range(1, 13, default=3)
+    scale: float = positive(default=2.0)
+    timeout_s: float = non_negative(default=60.0)
+
+
+@dataclass
 class ForgeConfig:
     """The top level. `seed`, `alpha`, `output_root` are the anchors other groups may interpolate."""
 
@@ -329,7 +342,8 @@ class ForgeConfig:
     loss: Any = MISSING
     teacher_strategy: TeacherStrategyConfig = field(default_factory=TeacherStrategyConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    # Where the teacher's distribution comes from: hf (in-process) | vllm | openai (a server).
+    # Where the teacher's distribution comes from: hf (in-process) | vllm | openai (a server);
+    # tesseract gives only generated page text (OCR).
     teacher_backend: Optional[TeacherBackendConfig] = None
     # mode=rl: the rewards (`reward=[chrf,length_penalty]`, name -> reward node) and the GRPO block,
     # which conf/mode/rl.yaml sets and its mode checks (`rl.num_generations`, `rl.kl_to`, ...).
@@ -373,6 +387,7 @@ def register_schemas() -> None:
     cs.store(group="schema/logger", name="wandb", node=WandbLoggerConfig)
     cs.store(group="schema/teacher_backend", name="hf", node=HFBackendConfig)
     cs.store(group="schema/teacher_backend", name="openai", node=OpenAIBackendConfig)
+    cs.store(group="schema/teacher_backend", name="tesseract", node=TesseractBackendConfig)
     from forge.config.loss_schema import register_loss_schemas
 
     register_loss_schemas(cs)

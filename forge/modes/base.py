@@ -73,6 +73,19 @@ class PlanParts:
         return str(self.cfg.loss.get("name", "?"))
 
 
+def token_score_problems(parts: PlanParts, reads: str) -> list[ConfigProblem]:
+    """One clear refusal for a backend that gives no token probabilities at all (a generation-only
+    OCR teacher such as tesseract), instead of a fix that asks for a top-k it cannot give either.
+    `reads`: what the mode reads from the teacher, in words."""
+    caps = parts.capabilities
+    if caps is None or caps.dense_logits or caps.topk_logprobs:
+        return []
+    return [ConfigProblem(
+        "teacher_backend", f"{reads}, but teacher_backend={parts.backend_name} gives no token probabilities "
+                           f"(it gives: {caps.describe()}).", parts.backend_name,
+        "use a backend with logits or top-k log-probabilities: teacher_backend=hf, or openai/vllm with a top-k")]
+
+
 class Mode(ABC):
     """Base of every mode. Subclasses set the class attributes and override what differs.
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from forge.config.errors import ConfigProblem
-from forge.modes.base import Mode, PlanParts, TeacherNeeds
+from forge.modes.base import Mode, PlanParts, TeacherNeeds, token_score_problems
 from forge.trainers.gkd import GKDSettings, GKDTrainer
 
 
@@ -47,6 +47,10 @@ class GKDMode(Mode):
 
     def _backend_problems(self, parts: PlanParts) -> list[ConfigProblem]:
         caps, name, settings = parts.capabilities, parts.backend_name, self.raw_settings
+        scoreless = token_score_problems(parts, f"mode={self.name} scores every completion token with the "
+                                                "teacher's distribution (generalized JSD)")
+        if scoreless:
+            return scoreless
         top_k, problems = settings.get("top_k"), []
         if top_k is None and not caps.dense_logits:
             problems.append(ConfigProblem(

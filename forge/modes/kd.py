@@ -29,7 +29,8 @@ class KDMode(Mode):
                     "teacher_backend", f"loss={parts.loss_name} reads the teacher's {', '.join(missing)}, which "
                                        f"teacher_backend={parts.backend_name} cannot give (it gives: "
                                        f"{parts.capabilities.describe()}).", parts.backend_name,
-                    "use teacher_backend=hf, or mode=gkd (its loss reads only a top-k view)"))
+                    "use teacher_backend=hf" + (", or mode=gkd (its loss reads only a top-k view)"
+                                                if parts.capabilities.topk_logprobs else "")))
         return problems
 
     def cache_refusals(self, parts: PlanParts) -> list[str]:

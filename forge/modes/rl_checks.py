@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from forge.config.errors import ConfigProblem
-from forge.modes.base import PlanParts
+from forge.modes.base import PlanParts, token_score_problems
 
 
 def rl_setting_problems(mode: Any, parts: PlanParts) -> list[ConfigProblem]:
@@ -82,6 +82,10 @@ def _kl_to_teacher_problems(s: Any, parts: PlanParts) -> list[ConfigProblem]:
 
 def _backend_problems(s: Any, parts: PlanParts) -> list[ConfigProblem]:
     caps, name, top_k = parts.capabilities, parts.backend_name, s.teacher_top_k
+    scoreless = token_score_problems(parts, "mode=rl reads the teacher's per-token log-probabilities (the KL "
+                                            "toward the teacher or the teacher reward)")
+    if scoreless:
+        return scoreless
     if top_k is not None and not caps.topk_logprobs:
         return [ConfigProblem("rl.teacher_top_k", f"asks for a top-k view, which teacher_backend={name} cannot give "
                                                   f"(it gives: {caps.describe()}), so it has no per-token "

@@ -107,9 +107,21 @@ class TeacherBackend(ABC):
                  temperature: float = 1.0, do_sample: bool = True,
                  eos_token_id: Optional[int | Sequence[int]] = None, vision: Any = None) -> torch.Tensor:
         """Completions for left-padded prompts: [B, C] new token ids (C ≤ max_new_tokens), right-
-        padded with the pad id after EOS. Only backends with `capabilities.generate`. `vision`: the
-        prompts' pages (`forge.decoding.vision.VisionInputs`), only for backends with `images`."""
+        padded with the pad id after EOS. Only backends with `capabilities.generate`.
+
+        vision: the prompts' pages (`forge.decoding.vision.VisionInputs`: pixel tensors for an
+        in-process model, `images()` for a teacher that reads the page itself, one per prompt row),
+        only for backends with `capabilities.images`. A backend that cannot take them raises
+        TeacherBackendError when given them (`refuse_images`) rather than answer from the text alone.
+        """
         raise TeacherBackendError(f"teacher backend '{self.name}' cannot generate")
+
+    def refuse_images(self, vision: Any) -> None:
+        """Raise TeacherBackendError when a text-only backend is handed page prompts."""
+        if vision is not None:
+            raise TeacherBackendError(
+                f"teacher backend '{self.name}' reads text only and cannot take the page images of these prompts; "
+                "use teacher_backend=hf (the model pair's teacher) or teacher_backend=tesseract")
 
     def close(self) -> None:
         """Release connections / memory. Idempotent."""

@@ -28,6 +28,7 @@ from forge.losses.divergence import TopKView
 from forge.teachers.backends.base import (
     Capabilities, ScoreRequest, TeacherBackend, TeacherBackendError, TeacherServerError,
 )
+from forge.teachers.backends.completion_ids import completion_row, first_eos, pad_id, right_padded
 from forge.teachers.backends.completions import (
     completion_body, normalize_base_url, parse_completion,
 )
@@ -250,20 +251,21 @@ class OpenAICompatibleBackend(TeacherBackend):
 
     def generate(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int,
                  temperature: float = 1.0, do_sample: bool = True,
-                 eos_token_id: Optional[int | Sequence[int]] = None) -> torch.Tensor:
+                 eos_token_id: Optional[int | Sequence[int]] = None,
+                 vision: Any = None) -> torch.Tensor:
         """Completions for left-padded prompts: [B, C] new token ids, right-padded.
 
         Each prompt is decoded (padding dropped) and completed by the server; the returned text
         is tokenized with the local tokenizer (the server's token strings are lossy, see
         token_strings), cut to max_new_tokens, and EOS is appended when the server stopped on it
-        (finish_reason "stop"). Greedy (do_sample=False) sends temperature 0.
+        (finish_reason "stop"). Greedy (do_sample=False) sends temperature 0. `/v1/completions`
+        takes text only, so page prompts (`vision`) are refused.
         """
+        self.refuse_images(vision)
         tokenizer = self._require_tokenizer()
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        eos = _first_eos(tokenizer, eos_token_id)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (
-            eos if eos is not None else 0)
+        eos = first_eos(tokenizer, eos_token_id)
         ids_cpu = prompt_ids.detach().cpu().long()
         mask = prompt_mask.detach().cpu().bool()
         rows: list[list[int]] = []
@@ -272,16 +274,8 @@ class OpenAICompatibleBackend(TeacherBackend):
             text, finish = self._complete(decode_text(tokenizer, prompt), max_new_tokens,
                                           temperature if do_sample else 0.0,
                                           what=f"generation for prompt {b} ({len(prompt)} tokens)")
-            new = encode_text(tokenizer, text)[:max_new_tokens] if text else []
-            if finish == "stop" and eos is not None and len(new) < max_new_tokens:
-                new.append(eos)
-            rows.append(new)
-        width = max((len(r) for r in rows), default=0)
-        out = torch.full((len(rows), width), pad, dtype=torch.long)
-        for b, row in enumerate(rows):
-            if row:
-                out[b, : len(row)] = torch.tensor(row, dtype=torch.long)
-        return out.to(prompt_ids.device)
+            rows.append(completion_row(tokenizer, text, max_new_tokens, eos, finished=finish == "stop"))
+        return right_padded(rows, pad_id(tokenizer, eos), prompt_ids.device)
 
     def _complete(self, prompt: str, max_new_tokens: int, temperature: float,
                   what: str) -> tuple[str, Optional[str]]:
@@ -315,14 +309,6 @@ def _tempered_view(out_ids: torch.Tensor, out_lps: torch.Tensor, temperature: fl
     empty = (out_lps == float("-inf")).all(dim=-1, keepdim=True)
     logprobs = view.logprobs.masked_fill(empty, float("-inf"))
     return TopKView(out_ids.to(device), logprobs.to(device), temperature)
-
-
-def _first_eos(tokenizer: Any, eos_token_id: Optional[int | Sequence[int]]) -> Optional[int]:
-    if eos_token_id is None:
-        return tokenizer.eos_token_id
-    if isinstance(eos_token_id, int):
-        return eos_token_id
-    return int(list(eos_token_id)[0]) if len(eos_token_id) else None
 
 
 __all__ = ["OpenAICompatibleBackend"]
