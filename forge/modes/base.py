@@ -73,17 +73,23 @@ class PlanParts:
         return str(self.cfg.loss.get("name", "?"))
 
 
-def token_score_problems(parts: PlanParts, reads: str) -> list[ConfigProblem]:
-    """One clear refusal for a backend that gives no token probabilities at all (a generation-only
-    OCR teacher such as tesseract), instead of a fix that asks for a top-k it cannot give either.
-    `reads`: what the mode reads from the teacher, in words."""
+def generation_only(parts: PlanParts) -> bool:
+    """The configured backend only generates text (a generation-only OCR teacher such as tesseract)."""
     caps = parts.capabilities
-    if caps is None or caps.dense_logits or caps.topk_logprobs:
+    return caps is not None and not caps.dense_logits and not caps.topk_logprobs
+
+
+def token_score_problems(parts: PlanParts, reads: str, alternative: str = "") -> list[ConfigProblem]:
+    """One clear refusal for a backend that gives no token probabilities at all, instead of a fix
+    that asks for a top-k it cannot give either. `reads`: what the mode reads from the teacher, in
+    words; `alternative`: what the mode can do with such a teacher instead, if anything."""
+    if not generation_only(parts):
         return []
+    fix = "use a backend with logits or top-k log-probabilities: teacher_backend=hf, or openai/vllm with a top-k"
     return [ConfigProblem(
         "teacher_backend", f"{reads}, but teacher_backend={parts.backend_name} gives no token probabilities "
-                           f"(it gives: {caps.describe()}).", parts.backend_name,
-        "use a backend with logits or top-k log-probabilities: teacher_backend=hf, or openai/vllm with a top-k")]
+                           f"(it gives: {parts.capabilities.describe()}).", parts.backend_name,
+        f"{alternative}; or {fix}" if alternative else fix)]
 
 
 class Mode(ABC):

@@ -6,7 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from forge.config.errors import ConfigProblem
-from forge.modes.base import Mode, PlanParts, TeacherNeeds, token_score_problems
+from forge.modes.base import Mode, PlanParts, TeacherNeeds, generation_only, token_score_problems
+
+#: GKD with a teacher that only generates: sequence-level KD (Kim & Rush, 2016), every batch's
+#: completions the teacher's, the student trained by cross-entropy on them.
+SEQUENCE_LEVEL = ("mode.trainer.seq_kd=true mode.trainer.lmbda=0 trains by cross-entropy on the teacher's "
+                  "generated text (sequence-level KD)")
 from forge.trainers.gkd import GKDSettings, GKDTrainer
 
 
@@ -21,8 +26,15 @@ class GKDMode(Mode):
 
     def teacher_needs(self, parts: PlanParts) -> TeacherNeeds:
         top_k = self.raw_settings.get("top_k")
+        if self._sequence_level(parts):
+            return TeacherNeeds(via="backend", generate=True)
         return TeacherNeeds(via="backend", dense_logits=top_k is None, topk=top_k is not None,
                             generate=bool(self.raw_settings.get("seq_kd")))
+
+    def _sequence_level(self, parts: PlanParts) -> bool:
+        """Sequence-level KD from a generation-only teacher: seq_kd on, no on-policy batches."""
+        lmbda = float(self.raw_settings.get("lmbda", 0.5) or 0.0)
+        return generation_only(parts) and bool(self.raw_settings.get("seq_kd")) and lmbda == 0.0
 
     def check(self, parts: PlanParts) -> list[ConfigProblem]:
         from forge.models.kinds import model_kind
@@ -47,8 +59,10 @@ class GKDMode(Mode):
 
     def _backend_problems(self, parts: PlanParts) -> list[ConfigProblem]:
         caps, name, settings = parts.capabilities, parts.backend_name, self.raw_settings
+        if self._sequence_level(parts):
+            return []
         scoreless = token_score_problems(parts, f"mode={self.name} scores every completion token with the "
-                                                "teacher's distribution (generalized JSD)")
+                                                "teacher's distribution (generalized JSD)", SEQUENCE_LEVEL)
         if scoreless:
             return scoreless
         top_k, problems = settings.get("top_k"), []

@@ -121,7 +121,13 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
         self.settings = settings
         self.pad_token_id = int(pad_token_id)
         self.eos = list(eos_token_id or eos_ids(self.model))
-        if settings.top_k is None and not teacher_backend.capabilities.dense_logits:
+        caps = teacher_backend.capabilities
+        # a teacher that only generates (an OCR engine): sequence-level KD, CE on its completions
+        self.sequence_level = not caps.dense_logits and not caps.topk_logprobs
+        if self.sequence_level and not (settings.seq_kd and settings.lmbda == 0.0):
+            raise ValueError(f"teacher backend '{teacher_backend.name}' only generates: set mode.trainer.seq_kd=true "
+                             "and mode.trainer.lmbda=0 (sequence-level KD)")
+        if settings.top_k is None and not caps.dense_logits and not self.sequence_level:
             raise ValueError(f"teacher backend '{teacher_backend.name}' gives no dense logits: set mode.trainer.top_k")
         self._micro = (-1, 0)
         self._unscored = 0  # completion tokens of the last batch the teacher could not score
@@ -208,13 +214,17 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
         completion, mask, source = self._completions(model, inputs)
         logits = student_completion_logits(model, inputs["prompt_input_ids"], inputs["prompt_attention_mask"],
                                            completion, mask, vision_inputs(inputs))
-        jsd = self._teacher_divergence(logits, inputs, completion, mask)
+        counted = mask.bool()
+        if self.sequence_level:  # the teacher's text is the target; there is no distribution to match
+            jsd = F.cross_entropy(logits[counted].float(), completion[counted])
+        else:
+            jsd = self._teacher_divergence(logits, inputs, completion, mask)
         loss = jsd
-        components: dict[str, Any] = {"jsd": jsd.detach(), "on_policy": float(source == SOURCE_STUDENT),
+        components: dict[str, Any] = {("ce_teacher_text" if self.sequence_level else "jsd"): jsd.detach(),
+                                      "on_policy": float(source == SOURCE_STUDENT),
                                       "teacher_unscored": float(self._unscored),
                                       "completion_tokens": float(mask.sum(-1).float().mean())}
         if self.settings.sft_weight > 0 and source == SOURCE_DATASET:
-            counted = mask.bool()
             ce = F.cross_entropy(logits[counted].float(), completion[counted])
             loss = loss + self.settings.sft_weight * ce
             components["ce"] = ce.detach()

@@ -48,3 +48,11 @@ def test_the_tesseract_node_builds_its_backend_and_checks_its_settings():
     assert not backend.needs_local_model and backend.capabilities.describe() == "generation, page images"
     with pytest.raises(ConfigError, match="teacher_backend.psm"):
         build_plan(compose_config([*OCR, "teacher_backend.psm=0"]))
+
+
+def test_gkd_with_tesseract_plans_sequence_level_kd():
+    """seq_kd with no on-policy batches needs only generation: the plan accepts it."""
+    plan = build_plan(compose_config([*OCR, "mode=gkd", "mode.trainer.seq_kd=true", "mode.trainer.lmbda=0"]))
+    assert plan.teacher_needs.generate and not plan.teacher_needs.topk and not plan.teacher_needs.dense_logits
+    problem = refusal([*OCR, "mode=gkd", "mode.trainer.seq_kd=true"])  # lmbda 0.5: the student's samples need scores
+    assert "mode.trainer.seq_kd=true mode.trainer.lmbda=0" in problem.fix

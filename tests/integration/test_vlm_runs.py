@@ -97,3 +97,16 @@ def test_a_stopped_page_run_resumes_to_the_uninterrupted_run(tmp_path):
     assert "Resuming from" in (stopped / "output.log").read_text()
     assert [e["loss"] for e in logged(stopped)][-2:] == [e["loss"] for e in logged(tmp_path / "uninterrupted")][-2:]
     assert resumed["post"] == expected["post"]
+
+
+def test_sequence_level_kd_from_tesseract(tmp_path):
+    """A teacher that only generates (an OCR engine): the student trains by cross-entropy on the
+    text Tesseract reads from each page."""
+    pytest.importorskip("pytesseract")
+    run(tmp_path / "run", "mode=gkd", "teacher_backend=tesseract", "mode.trainer.seq_kd=true", "mode.trainer.lmbda=0",
+        "mode.trainer.max_new_tokens=12", "trainer.max_steps=1")
+    first = logged(tmp_path / "run")[0]
+    assert first["loss/on_policy"] == 0.0 and first["loss/completion_tokens"] > 1
+    assert first["loss/ce_teacher_text"] > 0 and "loss/jsd" not in first
+    meta = json.loads((tmp_path / "run" / "run_metadata.json").read_text())
+    assert meta["teacher"]["kind"] == "served" and "tesseract" in json.dumps(meta["teacher"])
