@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 from PIL import Image
 
-from forge.config.errors import ConfigError, ConfigProblem
+from forge.config.errors import ConfigError, ConfigProblem, DataError
 from forge.data.causal_collate import COMPLETION, PROMPT, TARGET_TEXT, TEACHER_PROMPT
 from forge.data.page_collate import IMAGE, PageCollator, PageEvalCollator, encode_png
 from forge.data.prompted import EncodedSplit, PromptCompletionHandler
@@ -58,8 +58,19 @@ class PagePairs:
         return PagePairs([self.pages[i] for i in indices], [self.targets[i] for i in indices])
 
     def image(self, i: int) -> Image.Image:
+        """Page i as an image; a page that cannot be read or decoded is a DataError naming it."""
         page = self.pages[i]
-        return page if isinstance(page, Image.Image) else page()
+        if isinstance(page, Image.Image):
+            return page
+        try:
+            image = page()
+            image.load()
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL's decode errors are OSErrors (and a few others)
+            raise DataError(f"page {i}: cannot read or decode its image: {exc}. Fix: replace or remove the file "
+                            "(a truncated download?), or set task.data_dir to a folder with valid pages") from exc
+        if image.width < 1 or image.height < 1:
+            raise DataError(f"page {i}: its image is empty ({image.width}x{image.height} pixels)")
+        return image
 
 
 class PageToMarkdownHandler(PromptCompletionHandler):

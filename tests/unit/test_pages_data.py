@@ -130,3 +130,20 @@ def test_synthetic_pages_carry_their_tests_and_score_them(processor, prepared):
     assert scores == {"edit_similarity": 1.0, "exact_match": 1.0, "pass_rate": 1.0}
     wrong = handler().compute_metrics(["# Nothing here"] * 3, targets)
     assert wrong["pass_rate"] < 1.0 and wrong["exact_match"] == 0.0  # absent and baseline tests still pass
+
+
+def test_a_page_that_cannot_be_decoded_is_a_data_error_naming_its_file(tmp_path):
+    from functools import partial
+
+    from PIL import Image
+
+    from forge.config.errors import DataError
+    from forge.data.pages import PagePairs
+
+    broken = tmp_path / "page_7.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    pairs = PagePairs([partial(Image.open, broken), partial(Image.open, tmp_path / "missing.png")], ["a", "b"])
+    with pytest.raises(DataError, match="page 0: cannot read or decode its image.*page_7.jpg"):
+        pairs.image(0)
+    with pytest.raises(DataError, match="page 1: .*missing.png"):
+        pairs.image(1)
