@@ -147,3 +147,16 @@ def test_a_page_that_cannot_be_decoded_is_a_data_error_naming_its_file(tmp_path)
         pairs.image(0)
     with pytest.raises(DataError, match="page 1: .*missing.png"):
         pairs.image(1)
+
+
+def test_context_baking_gives_the_teacher_its_own_page_prompt(processor):
+    """The teacher's prompt holds the context and the same page (the same image tokens); the
+    student's never sees the context; the collator marks the teacher's image tokens too."""
+    data = handler().prepare(processor, teacher_context="The page is from a textbook.")
+    row = data.train[0]
+    image = processor.image_token_id
+    assert row["teacher_prompt_input_ids"].count(image) == row["prompt_input_ids"].count(image)
+    assert "textbook" in processor.tokenizer.decode(row["teacher_prompt_input_ids"])
+    assert "textbook" not in processor.tokenizer.decode(row["prompt_input_ids"])
+    batch = data.collator([data.train[0], data.train[1]])
+    assert torch.equal(batch["teacher_prompt_mm_token_type_ids"], (batch["teacher_prompt_input_ids"] == image).long())
