@@ -23,6 +23,12 @@ def rl_setting_problems(mode: Any, parts: PlanParts) -> list[ConfigProblem]:
                                       "use teacher_strategy=frozen_base or frozen_sft"))
     if s.kl_to == "teacher":
         problems += _kl_to_teacher_problems(s, parts)
+    if getattr(parts.handler, "reads_images", False):
+        problems += [ConfigProblem(f"reward.{r.name}", "scores a completion with the teacher on the prompt's tokens "
+                                                        "alone, and a page task's prompts hold images it would not see.",
+                                   r.name, "use rl.kl_to=teacher with rl.beta>0 (it scores with the page's pixels), "
+                                           "or a text reward (reward=edit_similarity)")
+                     for r in mode.rewards if r.needs_teacher]
     if mode.needs_teacher and parts.capabilities is not None:
         problems += _backend_problems(s, parts)
     return problems

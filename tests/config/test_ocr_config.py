@@ -44,3 +44,8 @@ def test_a_server_teacher_without_images_and_bad_page_settings_are_refused():
 def test_mode_eval_trains_nothing_and_refuses_alpha():
     problems = problems_of([*PAGES, "mode=eval", "alpha=0.5"])
     assert [p.key for p in problems] == ["alpha"]
+
+
+def test_a_teacher_reward_that_would_not_see_the_page_is_refused():
+    problems = problems_of([*PAGES, "mode=rl", "reward=[edit_similarity,teacher_logprob]"])
+    assert [p.key for p in problems] == ["reward.teacher_logprob"] and "rl.kl_to=teacher" in problems[0].fix
