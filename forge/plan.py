@@ -204,6 +204,10 @@ def _check_teacher_use(cfg: DictConfig, mode: Mode, parts: PlanParts, needs: Opt
     elif ts.get("context") and not getattr(parts.handler, "supports_teacher_context", False):
         problems.add("teacher_strategy.context", f"task={cfg.task.name} cannot give the teacher a prompt of its "
                      "own.", ts.name, "use a prompt→completion task (e.g. task=europarl_en_fr)")
+    view = getattr(parts.handler, "teacher_view", None)
+    if view and not (mode.accepts_teacher_context and mode.reads_teacher_prompts and needs is not None):
+        problems.add("task.teacher_max_pixels", f"gives the teacher its own view of each page ({view}), which "
+                     f"mode={mode.name} does not read.", view, "use mode=gkd, or set task.teacher_max_pixels=null")
     if ts.checkpoint and not Path(ts.checkpoint).is_dir():
         problems.add("teacher_strategy.checkpoint", "is not a directory holding a fine-tuned teacher.",
                      ts.checkpoint, "point it at a saved model dir (e.g. <run_dir>/teacher_sft) or set it to null.")

@@ -79,6 +79,8 @@ class PageTaskConfig(TaskConfig):
       one prompt token per 32x32 pixels: fewer pixels, shorter prompts, faster steps).
     max_length: prompt (image tokens included) + markdown tokens; the markdown is cut when longer.
     max_new_tokens / num_beams: eval generation.
+    teacher_max_pixels: the teacher's own view of each page, at this many pixels (e.g. a higher
+      resolution than the student's); null: the student's view. Read by mode=gkd.
     """
 
     prompt_template: str = "{image}Convert this page to markdown."
@@ -89,6 +91,7 @@ class PageTaskConfig(TaskConfig):
     max_length: int = at_least(1, default=512)
     max_new_tokens: int = at_least(1, default=256)
     num_beams: int = at_least(1, default=1)
+    teacher_max_pixels: Optional[int] = at_least(1, default=None)
 
 
 @dataclass

@@ -51,19 +51,27 @@ class PageCollator(CausalLMCollator):
     bounds are those `prepare` used to count each prompt's image tokens.
     """
 
-    def __init__(self, pad_token_id: int, image_processor: Any, image_token_id: int) -> None:
+    def __init__(self, pad_token_id: int, image_processor: Any, image_token_id: int,
+                 teacher_image_processor: Any = None) -> None:
         super().__init__(pad_token_id)
         self.image_processor = image_processor
         self.image_token_id = int(image_token_id)
+        self.teacher_image_processor = teacher_image_processor
 
     @classmethod
-    def for_processor(cls, processor: Any) -> "PageCollator":
-        return cls(pad_token_id_for(processor.tokenizer), processor.image_processor, processor.image_token_id)
+    def for_processor(cls, processor: Any, teacher_image_processor: Any = None) -> "PageCollator":
+        """teacher_image_processor: the teacher's own view of each page (another resolution)."""
+        return cls(pad_token_id_for(processor.tokenizer), processor.image_processor, processor.image_token_id,
+                   teacher_image_processor)
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         batch = super().__call__(features)
-        pixels = self.image_processor(images=[decode_png(f[IMAGE]) for f in features], return_tensors="pt")
+        images = [decode_png(f[IMAGE]) for f in features]
+        pixels = self.image_processor(images=images, return_tensors="pt")
         batch.update({key: pixels[key] for key in PIXEL_KEYS})
+        if self.teacher_image_processor is not None:
+            pixels = self.teacher_image_processor(images=images, return_tensors="pt")
+            batch.update({f"teacher_{key}": pixels[key] for key in PIXEL_KEYS})
         for ids_key, types_key in TOKEN_TYPE_KEYS.items():
             if ids_key in batch:
                 batch[types_key] = (batch[ids_key] == self.image_token_id).long()

@@ -15,6 +15,7 @@ keeping its aspect ratio): fewer pixels, fewer image tokens, faster steps. A fam
 
 from __future__ import annotations
 
+import copy
 import logging
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -92,11 +93,13 @@ class PageToMarkdownHandler(PromptCompletionHandler):
 
     def __init__(self, name: str, prompt_template: str = DEFAULT_PAGE_PROMPT, min_pixels: int = 64 * 64,
                  max_pixels: int = 448 * 448, max_length: int = 512, max_new_tokens: int = 256,
-                 **common: Any) -> None:
+                 teacher_max_pixels: Optional[int] = None, **common: Any) -> None:
         super().__init__(name=name, prompt_template=prompt_template, max_length=max_length,
                          max_new_tokens=max_new_tokens, **common)
         self.min_pixels = min_pixels
         self.max_pixels = max_pixels
+        self.teacher_max_pixels = teacher_max_pixels
+        self._teacher_image_processor: Any = None
         self._processor: Any = None
 
     @abstractmethod
@@ -147,14 +150,26 @@ class PageToMarkdownHandler(PromptCompletionHandler):
         if problems:
             raise ConfigError(problems)
         image_processor.size = {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels}
+        self._teacher_image_processor = None
+        if self.teacher_max_pixels is not None:  # the teacher's own view: the same page at its own resolution
+            self._teacher_image_processor = copy.deepcopy(image_processor)
+            self._teacher_image_processor.size = {"shortest_edge": self.min_pixels,
+                                                  "longest_edge": self.teacher_max_pixels}
         self._processor = processor
         return super()._start(processor.tokenizer)
 
     def _collators(self, processor: Any) -> tuple[Any, Any]:
-        return PageCollator.for_processor(processor), PageEvalCollator.for_processor(processor)
+        teacher = self._teacher_image_processor
+        return PageCollator.for_processor(processor, teacher), PageEvalCollator.for_processor(processor, teacher)
 
-    def _image_tokens(self, image: Image.Image) -> int:
-        grid = self._processor.image_processor(images=[image], return_tensors="pt")["image_grid_thw"][0]
+    @property
+    def teacher_view(self) -> Optional[str]:
+        """What the teacher sees of a page that the student does not (None: the same page)."""
+        return None if self.teacher_max_pixels is None else f"the page at {self.teacher_max_pixels} pixels"
+
+    def _image_tokens(self, image: Image.Image, teacher: bool = False) -> int:
+        image_processor = self._teacher_image_processor if teacher else self._processor.image_processor
+        grid = image_processor(images=[image], return_tensors="pt")["image_grid_thw"][0]
         return self._processor.image_token_count(grid)
 
     def _expanded_ids(self, prompt: str, image_tokens: int) -> list[int]:
@@ -166,7 +181,8 @@ class PageToMarkdownHandler(PromptCompletionHandler):
         """PNG bytes, the expanded prompt (and teacher prompt), the markdown completion (+EOS; cut,
         without EOS, when prompt + completion exceed max_length)."""
         prompt = self.render_prompt(IMAGE_MARKUP, tokenizer)
-        teacher_prompt = None if teacher_context is None else self.render_prompt(IMAGE_MARKUP, tokenizer, teacher_context)
+        own_view = teacher_context is not None or self._teacher_image_processor is not None
+        teacher_prompt = self.render_prompt(IMAGE_MARKUP, tokenizer, teacher_context) if own_view else None
         targets = [self.completion_text(prompt, t) for t in pairs.targets]
         if self.has_training_targets:
             completion_ids = [list(ids) + [eos] for ids in tokenizer(targets, add_special_tokens=False)["input_ids"]]
@@ -187,7 +203,8 @@ class PageToMarkdownHandler(PromptCompletionHandler):
             columns[IMAGE].append(encode_png(image))
             enc.prompt_ids.append(self._expanded_ids(prompt, n))
             if teacher_prompt is not None:
-                columns[TEACHER_PROMPT].append(self._expanded_ids(teacher_prompt, n))
+                n_teacher = n if self._teacher_image_processor is None else self._image_tokens(image, teacher=True)
+                columns[TEACHER_PROMPT].append(self._expanded_ids(teacher_prompt, n_teacher))
             self._fit(enc, i)
         return columns, enc
 

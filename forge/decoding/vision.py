@@ -55,5 +55,6 @@ def vision_inputs(batch: Mapping[str, Any], prompt: str = "prompt") -> Optional[
     """The vision inputs of a batch's `prompt` ("prompt" or "teacher_prompt"), None for text batches."""
     if "pixel_values" not in batch:
         return None
-    return VisionInputs(batch["pixel_values"], batch["image_grid_thw"], batch[f"{prompt}_mm_token_type_ids"],
-                        batch.get("pages"))
+    own = "teacher_" if prompt == "teacher_prompt" and "teacher_pixel_values" in batch else ""  # the teacher's view
+    return VisionInputs(batch[f"{own}pixel_values"], batch[f"{own}image_grid_thw"],
+                        batch[f"{prompt}_mm_token_type_ids"], batch.get("pages"))

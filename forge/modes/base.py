@@ -115,6 +115,9 @@ class Mode(ABC):
     #: pages carry only tests) is refused. RL trains on rewards instead.
     trains_on_targets: ClassVar[bool] = True
     accepts_teacher_context: ClassVar[bool] = False
+    #: the teacher scores its own prompt of each example (`teacher_prompt_*` batch keys), so a task can
+    #: show the teacher more than the student (a page at a higher resolution)
+    reads_teacher_prompts: ClassVar[bool] = False
     trainer_class: ClassVar[type]
     args_class: ClassVar[type] = TrainingArguments
     settings_class: ClassVar[Optional[type]] = None

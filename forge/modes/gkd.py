@@ -20,6 +20,7 @@ class GKDMode(Mode):
 
     needs_teacher = True
     accepts_teacher_context = True
+    reads_teacher_prompts = True
     trainer_class = GKDTrainer
     settings_class = GKDSettings
     loss_note = "has its own loss (generalized JSD, mode.trainer.beta)"

@@ -49,3 +49,10 @@ def test_mode_eval_trains_nothing_and_refuses_alpha():
 def test_a_teacher_reward_that_would_not_see_the_page_is_refused():
     problems = problems_of([*PAGES, "mode=rl", "reward=[edit_similarity,teacher_logprob]"])
     assert [p.key for p in problems] == ["reward.teacher_logprob"] and "rl.kl_to=teacher" in problems[0].fix
+
+
+@pytest.mark.parametrize("mode", [["mode=kd", "loss=combined_r"], ["mode=rl", "reward=edit_similarity"], ["mode=sft"]])
+def test_a_teacher_view_is_refused_where_no_teacher_reads_it(mode):
+    problems = problems_of([*PAGES, *mode, "task.teacher_max_pixels=401408"])
+    assert [p.key for p in problems] == ["task.teacher_max_pixels"] and "mode=gkd" in problems[0].fix
+    assert build_plan(compose_config([*PAGES, "mode=gkd", "task.teacher_max_pixels=401408"]))

@@ -110,3 +110,12 @@ def test_sequence_level_kd_from_tesseract(tmp_path):
     assert first["loss/ce_teacher_text"] > 0 and "loss/jsd" not in first
     meta = json.loads((tmp_path / "run" / "run_metadata.json").read_text())
     assert meta["teacher"]["kind"] == "served" and "tesseract" in json.dumps(meta["teacher"])
+
+
+def test_gkd_with_the_teacher_seeing_pages_at_a_higher_resolution(tmp_path):
+    """The same weights reading the page at 3x the student's pixels (the 192x256 page itself; the
+    student's is scaled down) give a non-zero divergence: the teacher's own view reaches its backend."""
+    run(tmp_path / "run", "mode=gkd", "mode.trainer.lmbda=0", "teacher_strategy=frozen_base", STUDENT_AS_TEACHER,
+        "task.max_pixels=16384", "task.teacher_max_pixels=200704", "trainer.max_steps=1")
+    first = logged(tmp_path / "run")[0]
+    assert first["loss/on_policy"] == 0.0 and first["loss/jsd"] > 1e-6

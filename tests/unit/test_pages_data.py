@@ -160,3 +160,20 @@ def test_context_baking_gives_the_teacher_its_own_page_prompt(processor):
     assert "textbook" not in processor.tokenizer.decode(row["prompt_input_ids"])
     batch = data.collator([data.train[0], data.train[1]])
     assert torch.equal(batch["teacher_prompt_mm_token_type_ids"], (batch["teacher_prompt_input_ids"] == image).long())
+
+
+def test_the_teacher_can_see_each_page_at_its_own_resolution(processor):
+    """task.teacher_max_pixels: the teacher's prompt holds as many image tokens as its larger view
+    has merged patches, and the batch carries the teacher's own pixels beside the student's."""
+    from forge.decoding.vision import vision_inputs
+
+    data = handler(max_pixels=128 * 128, teacher_max_pixels=256 * 320).prepare(processor)
+    row, image = data.train[0], processor.image_token_id
+    assert row["teacher_prompt_input_ids"].count(image) > 2 * row["prompt_input_ids"].count(image)
+    batch = data.collator([data.train[0], data.train[1]])
+    student, teacher = vision_inputs(batch), vision_inputs(batch, "teacher_prompt")
+    assert teacher.pixel_values.shape[0] == int(batch["teacher_image_grid_thw"].prod(dim=1).sum())
+    assert teacher.pixel_values.shape[0] > 2 * student.pixel_values.shape[0]
+    for i in range(2):
+        t, h, w = batch["teacher_image_grid_thw"][i].tolist()
+        assert int(teacher.prompt_token_types[i].sum()) == t * h * w // 4
