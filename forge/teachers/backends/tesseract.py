@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any, ClassVar, Optional, Sequence
 
 import torch
-from PIL import Image
 
 from forge.losses.divergence import TopKView
 from forge.ocr.tesseract import DEFAULT_PSM, DEFAULT_SCALE, check_tesseract, tesseract_markdown
