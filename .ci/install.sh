@@ -29,7 +29,7 @@ $PIP install -q --no-deps olmocr==0.4.27
 # looks for the revision its driver pins (read from the installed package, not hard-coded).
 if [ ! -x /usr/lib/chromium/chromium-headless-shell ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -q && $SUDO apt-get install -y -q chromium-headless-shell
+  $SUDO apt-get update -q && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium-headless-shell
 fi
 PW_REV=$(.venv/bin/python -c "import json, pathlib, playwright
 browsers = pathlib.Path(playwright.__file__).parent / 'driver' / 'package' / 'browsers.json'
@@ -41,7 +41,8 @@ ln -sfn /usr/lib/chromium/chromium-headless-shell "$PW_DIR/chrome-headless-shell
 # pytesseract (in the project deps) runs Debian's binary, with English and French language data.
 if ! command -v tesseract >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -q && $SUDO apt-get install -y -q tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra
+  $SUDO apt-get update -q && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    tesseract-ocr tesseract-ocr-eng tesseract-ocr-fra
 fi
 # A real OpenAI-compatible teacher server for the tests: llama-cpp-python's server, compiled from
 # source (~5 min on 2 cores). The native build uses AMX instructions that crash on these CPUs, so
