@@ -168,9 +168,12 @@ class PageToMarkdownHandler(PromptCompletionHandler):
         return None if self.teacher_max_pixels is None else f"the page at {self.teacher_max_pixels} pixels"
 
     def _image_tokens(self, image: Image.Image, teacher: bool = False) -> int:
+        """Prompt tokens of one page: its patch count after the processor's resize (computed from
+        the size alone, as the processor does; the pixels are made once, by the collator) over
+        the merge window."""
         image_processor = self._teacher_image_processor if teacher else self._processor.image_processor
-        grid = image_processor(images=[image], return_tensors="pt")["image_grid_thw"][0]
-        return self._processor.image_token_count(grid)
+        patches = image_processor.get_number_of_image_patches(image.height, image.width)
+        return patches // int(image_processor.merge_size) ** 2
 
     def _expanded_ids(self, prompt: str, image_tokens: int) -> list[int]:
         text = prompt.replace(IMAGE_PAD, IMAGE_PAD * image_tokens)

@@ -38,15 +38,6 @@ class PageProcessor(Qwen3VLProcessor):
         self.vision_start_token_id = tokenizer.convert_tokens_to_ids(VISION_START)
         self.vision_end_token_id = tokenizer.convert_tokens_to_ids(VISION_END)
 
-    @property
-    def merge_size(self) -> int:
-        return int(self.image_processor.merge_size)
-
-    def image_token_count(self, image_grid_thw: Any) -> int:
-        """Tokens one image takes in the prompt: its patch grid divided by the merge window."""
-        t, h, w = (int(x) for x in image_grid_thw)
-        return t * h * w // self.merge_size ** 2
-
     @classmethod
     def from_model_dir(cls, path: str | Path, **hub_kwargs: Any) -> "PageProcessor":
         """Tokenizer, image-processor settings (`preprocessor_config.json`) and chat template of a
