@@ -78,6 +78,8 @@ def build_plan(cfg: DictConfig) -> RunPlan:
     needs_teacher = bool(mode is not None and mode.needs_teacher)
     student_info, teacher_info = _model_infos(cfg, handler, kind, head_trained, needs_teacher, problems)
     backend_cls, caps = _teacher_backend(cfg, problems) if needs_teacher else (None, None)
+    if caps is not None:  # what the backend gives for *this task's* prompts (pages: maybe generation only)
+        caps = caps.for_prompts(images=bool(getattr(handler, "reads_images", False)))
     parts = PlanParts(cfg=cfg, handler=handler, loss=loss, kind=kind, backend_cls=backend_cls,
                       capabilities=caps, teacher_head_trained=head_trained)
     needs: Optional[TeacherNeeds] = None

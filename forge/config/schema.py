@@ -284,7 +284,9 @@ class OpenAIBackendConfig(TeacherBackendConfig):
 
     api_key_env names the environment variable holding the key (the key is never in a config);
     top_k: candidates asked per position; max_k: the server's cap on logprobs (null: none);
-    echo_max_tokens: max_tokens of a scoring request (llama.cpp 1, vLLM 0); on_missing: skip | raise.
+    echo_max_tokens: max_tokens of a scoring request (llama.cpp 1, vLLM 0); on_missing: skip | raise;
+    images: the server hosts a vision-language model and takes page images in chat messages
+    (`/v1/chat/completions`), for generation.
     """
 
     _target_: str = "forge.teachers.backends.openai.OpenAICompatibleBackend"
@@ -301,6 +303,7 @@ class OpenAIBackendConfig(TeacherBackendConfig):
     request_extra: dict[str, Any] = field(default_factory=dict)
     generate_extra: dict[str, Any] = field(default_factory=dict)
     on_missing: str = "raise"
+    images: bool = False
 
 
 @dataclass

@@ -12,7 +12,7 @@ Qwen-VL models take them) and `image_grid_thw` (one row per page).
 from __future__ import annotations
 
 import io
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from PIL import Image
 
@@ -49,20 +49,24 @@ class PageCollator(CausalLMCollator):
 
     image_processor: the model's image processor (`PageProcessor.image_processor`); its resize
     bounds are those `prepare` used to count each prompt's image tokens.
+    messages: each prompt ("prompt", "teacher_prompt") as chat messages with an image part (the
+    handler's `page_messages`), carried as `<prompt>_messages` for teachers that are sent the page.
     """
 
     def __init__(self, pad_token_id: int, image_processor: Any, image_token_id: int,
-                 teacher_image_processor: Any = None) -> None:
+                 teacher_image_processor: Any = None, messages: Optional[Mapping[str, list]] = None) -> None:
         super().__init__(pad_token_id)
         self.image_processor = image_processor
         self.image_token_id = int(image_token_id)
         self.teacher_image_processor = teacher_image_processor
+        self.messages = dict(messages or {})
 
     @classmethod
-    def for_processor(cls, processor: Any, teacher_image_processor: Any = None) -> "PageCollator":
+    def for_processor(cls, processor: Any, teacher_image_processor: Any = None,
+                      messages: Optional[Mapping[str, list]] = None) -> "PageCollator":
         """teacher_image_processor: the teacher's own view of each page (another resolution)."""
         return cls(pad_token_id_for(processor.tokenizer), processor.image_processor, processor.image_token_id,
-                   teacher_image_processor)
+                   teacher_image_processor, messages)
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         batch = super().__call__(features)
@@ -76,6 +80,9 @@ class PageCollator(CausalLMCollator):
             if ids_key in batch:
                 batch[types_key] = (batch[ids_key] == self.image_token_id).long()
         batch[PAGES] = [f[IMAGE] for f in features]  # PNG bytes, for teachers that read images themselves
+        for prompt, messages in self.messages.items():
+            if f"{prompt}_input_ids" in batch:
+                batch[f"{prompt}_messages"] = [messages] * len(features)
         return batch
 
 

@@ -101,6 +101,7 @@ class PageToMarkdownHandler(PromptCompletionHandler):
         self.teacher_max_pixels = teacher_max_pixels
         self._teacher_image_processor: Any = None
         self._processor: Any = None
+        self._page_messages: dict[str, list[dict[str, Any]]] = {}
 
     @abstractmethod
     def load_splits(self) -> dict[str, PagePairs]:
@@ -159,8 +160,20 @@ class PageToMarkdownHandler(PromptCompletionHandler):
         return super()._start(processor.tokenizer)
 
     def _collators(self, processor: Any) -> tuple[Any, Any]:
-        teacher = self._teacher_image_processor
-        return PageCollator.for_processor(processor, teacher), PageEvalCollator.for_processor(processor, teacher)
+        teacher, messages = self._teacher_image_processor, self._page_messages
+        return (PageCollator.for_processor(processor, teacher, messages),
+                PageEvalCollator.for_processor(processor, teacher, messages))
+
+    def page_messages(self, context: Optional[str] = None) -> list[dict[str, Any]]:
+        """The prompt as OpenAI-style chat messages with the page as an `{"type": "image"}` part where
+        the template puts it: what a chat server that reads images is sent (the backend fills in the
+        page). The same prompt the model's chat template renders into token ids."""
+        before, _, after = self.prompt_template.partition(self.placeholder)
+        parts: list[dict[str, Any]] = [{"type": "text", "text": before}] if before else []
+        parts.append({"type": "image"})
+        if after:
+            parts.append({"type": "text", "text": after})
+        return self.chat_messages(parts, context)
 
     @property
     def teacher_view(self) -> Optional[str]:
@@ -186,6 +199,9 @@ class PageToMarkdownHandler(PromptCompletionHandler):
         prompt = self.render_prompt(IMAGE_MARKUP, tokenizer)
         own_view = teacher_context is not None or self._teacher_image_processor is not None
         teacher_prompt = self.render_prompt(IMAGE_MARKUP, tokenizer, teacher_context) if own_view else None
+        self._page_messages = {"prompt": self.page_messages()}  # by prompt: `forge.decoding.vision`'s names
+        if own_view:
+            self._page_messages["teacher_prompt"] = self.page_messages(teacher_context)
         targets = [self.completion_text(prompt, t) for t in pairs.targets]
         if self.has_training_targets:
             completion_ids = [list(ids) + [eos] for ids in tokenizer(targets, add_special_tokens=False)["input_ids"]]

@@ -171,10 +171,15 @@ class PromptCompletionHandler(TaskDataHandler):
         text = self.prompt_template.replace(self.placeholder, source)
         if not self._use_chat_for(tokenizer):
             return text if context is None else f"{context}\n\n{text}"
+        return tokenizer.apply_chat_template(self.chat_messages(text, context), add_generation_prompt=True,
+                                             tokenize=False)
+
+    def chat_messages(self, user_content: Any, context: Optional[str] = None) -> list[dict[str, Any]]:
+        """The prompt as chat messages: [system (context, else system_prompt, else none)] + user."""
         system = context if context is not None else self.system_prompt
-        messages = [] if system is None else [{"role": "system", "content": system}]
-        messages.append({"role": "user", "content": text})
-        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        messages: list[dict[str, Any]] = [] if system is None else [{"role": "system", "content": system}]
+        messages.append({"role": "user", "content": user_content})
+        return messages
 
     def _use_chat_for(self, tokenizer: Any) -> bool:
         if tokenizer is self._tokenizer:

@@ -23,12 +23,14 @@ import torch
 class VisionInputs:
     """pixel_values: all patches of the batch's pages, concatenated; image_grid_thw: [B, 3], one
     page per row; prompt_token_types: [B, P], 1 at the prompt's image tokens (P = the prompt's
-    padded width); pages: each row's page as PNG bytes (None when not carried)."""
+    padded width); pages: each row's page as PNG bytes (None when not carried); messages: each row's
+    prompt as chat messages with an `{"type": "image"}` part for its page (for chat servers)."""
 
     pixel_values: torch.Tensor
     image_grid_thw: torch.Tensor
     prompt_token_types: torch.Tensor
     pages: Optional[Sequence[bytes]] = None
+    messages: Optional[Sequence[list]] = None
 
     def model_kwargs(self, extra: int = 0) -> dict[str, torch.Tensor]:
         """What `model(...)` / `model.generate(...)` take for the prompt followed by `extra`
@@ -40,7 +42,7 @@ class VisionInputs:
 
     def to(self, device: Any) -> "VisionInputs":
         return VisionInputs(self.pixel_values.to(device), self.image_grid_thw.to(device),
-                            self.prompt_token_types.to(device), self.pages)
+                            self.prompt_token_types.to(device), self.pages, self.messages)
 
     def images(self) -> list[Any]:
         """The pages as PIL images (for backends that read images themselves)."""
@@ -57,4 +59,4 @@ def vision_inputs(batch: Mapping[str, Any], prompt: str = "prompt") -> Optional[
         return None
     own = "teacher_" if prompt == "teacher_prompt" and "teacher_pixel_values" in batch else ""  # the teacher's view
     return VisionInputs(batch[f"{own}pixel_values"], batch[f"{own}image_grid_thw"],
-                        batch[f"{prompt}_mm_token_type_ids"], batch.get("pages"))
+                        batch[f"{prompt}_mm_token_type_ids"], batch.get("pages"), batch.get(f"{prompt}_messages"))

@@ -46,3 +46,13 @@ class PageProcessor(Qwen3VLProcessor):
         image_processor = Qwen2VLImageProcessorPil.from_pretrained(str(path), **hub_kwargs)
         return cls(image_processor=image_processor, tokenizer=tokenizer,
                    chat_template=getattr(tokenizer, "chat_template", None))
+
+
+def register_with_auto_processor() -> None:
+    """Let `AutoProcessor` load a folder whose processor is a `PageProcessor` (the offline tiny VLMs, a
+    trained run's `final/`): servers such as `transformers serve` load processors through it, and
+    without this they fall back to the bare tokenizer and drop every image."""
+    from transformers import AutoProcessor, Qwen3VLConfig
+
+    AutoProcessor.register(Qwen3VLConfig, PageProcessor, exist_ok=True)
+

@@ -37,6 +37,11 @@ class TeacherNeeds:
     generate: bool = False
 
     @property
+    def reads_tokens(self) -> bool:
+        """Reads per-token outputs (a distribution, hidden states, attentions), not only generations."""
+        return self.dense_logits or self.topk or self.hidden_states or self.attentions
+
+    @property
     def output_distribution(self) -> bool:
         """Reads the teacher's next-token / label distribution (needs a trained head)."""
         return self.dense_logits or self.topk

@@ -146,7 +146,10 @@ class TeacherProvider:
             teacher.backend = self._backend(model=teacher.model)
             teacher.model = None
         if teacher.backend is not None:
-            teacher.backend.check_tokenizer(self._tokenizer())
+            if self.plan.teacher_needs.reads_tokens:  # token-level distillation: one vocabulary, checked
+                teacher.backend.check_tokenizer(self._tokenizer())
+            else:  # generations only: their text is re-tokenized with the student's tokenizer
+                teacher.backend.adopt_tokenizer(self._tokenizer())
             teacher.report["backend"] = teacher.backend.describe()
             log.info("Teacher backend: %s", teacher.report["backend"])
         teacher.report["kind"] = kind.value

@@ -32,6 +32,11 @@ class TrainingComponents:
     teacher_signals: Any = None
 
     @property
+    def page_prompts(self) -> bool:
+        """The prompts hold page images (the tokenizer is a vision-language processor)."""
+        return getattr(self.tokenizer, "image_processor", None) is not None
+
+    @property
     def text_tokenizer(self) -> Any:
         """The tokenizer itself (`tokenizer` is a processor for vision-language models)."""
         return getattr(self.tokenizer, "tokenizer", self.tokenizer)

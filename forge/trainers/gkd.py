@@ -114,15 +114,16 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
 
     def __init__(self, *args: Any, runtime: Optional[TrainingRuntime] = None,
                  teacher_backend: TeacherScorer, settings: GKDSettings, pad_token_id: int,
-                 eos_token_id: Optional[list[int]] = None, **kwargs: Any) -> None:
+                 eos_token_id: Optional[list[int]] = None, page_prompts: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._init_forge(runtime)
         self.teacher_backend = teacher_backend
         self.settings = settings
         self.pad_token_id = int(pad_token_id)
         self.eos = list(eos_token_id or eos_ids(self.model))
-        caps = teacher_backend.capabilities
-        # a teacher that only generates (an OCR engine): sequence-level KD, CE on its completions
+        # what the backend gives for these prompts (a chat server only generates from pages)
+        caps = teacher_backend.capabilities.for_prompts(images=page_prompts)
+        # a teacher that only generates (an OCR engine, a VLM chat server): sequence-level KD, CE on its completions
         self.sequence_level = not caps.dense_logits and not caps.topk_logprobs
         if self.sequence_level and not (settings.seq_kd and settings.lmbda == 0.0):
             raise ValueError(f"teacher backend '{teacher_backend.name}' only generates: set mode.trainer.seq_kd=true "
@@ -151,6 +152,7 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
             settings=settings or GKDSettings(),
             pad_token_id=pad,
             eos_token_id=eos_ids(components.student, tokenizer.eos_token_id),
+            page_prompts=components.page_prompts,
             **trainer_kwargs(runtime),
         )
 

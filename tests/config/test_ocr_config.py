@@ -56,3 +56,33 @@ def test_a_teacher_view_is_refused_where_no_teacher_reads_it(mode):
     problems = problems_of([*PAGES, *mode, "task.teacher_max_pixels=401408"])
     assert [p.key for p in problems] == ["task.teacher_max_pixels"] and "mode=gkd" in problems[0].fix
     assert build_plan(compose_config([*PAGES, "mode=gkd", "task.teacher_max_pixels=401408"]))
+
+
+def test_a_vlm_chat_server_only_generates_from_pages():
+    """teacher_backend=vlm_server takes pages in chat messages but scores no prompt tokens: token-level
+    GKD on pages is refused with the sequence-level fix, and sequence-level KD plans."""
+    problems = problems_of([*PAGES, "mode=gkd", "teacher_backend=vlm_server", "mode.trainer.top_k=5"])
+    assert [p.key for p in problems] == ["teacher_backend"]
+    assert "page images for generation" not in problems[0].message  # on pages it gives generation only
+    assert "generation, page images" in problems[0].message and "seq_kd=true" in problems[0].fix
+    plan = build_plan(compose_config([*PAGES, "mode=gkd", "teacher_backend=vlm_server", "mode.trainer.seq_kd=true",
+                                      "mode.trainer.lmbda=0"]))
+    assert plan.teacher_needs.generate and not plan.teacher_needs.reads_tokens
+
+
+def test_capabilities_for_page_prompts():
+    from forge.teachers.backends.base import Capabilities
+
+    server = Capabilities(topk_logprobs=True, generate=True, images=True, max_k=20)
+    assert server.describe() == "top-k log-probabilities, generation, page images for generation only"
+    assert server.for_prompts(images=False) is server
+    assert server.for_prompts(images=True) == Capabilities(generate=True, images=True)
+    in_process = Capabilities(dense_logits=True, topk_logprobs=True, generate=True, images=True, image_scoring=True)
+    assert in_process.for_prompts(images=True) is in_process
+
+
+@pytest.mark.parametrize("loss", ["ce", "combined_far"])
+def test_the_page_far_study_plans_every_arm(loss):
+    plan = build_plan(compose_config(["experiment=far_study_ocr", f"loss={loss}", "seed=1"]))
+    assert plan.handler.name == "ocr_synth" and plan.handler.max_pixels == 256 * 256
+    assert plan.teacher_needs is not None and not plan.cache.enabled

@@ -16,15 +16,22 @@ pytestmark = pytest.mark.integration
 STUDENT = {"source": "packaged", "name_or_path": "tiny-qwen3vl-student"}
 
 
-@pytest.fixture(scope="module")
-def setting():
-    from forge.models.loading import load_model, load_processor
+def two_page_batch(spec: dict) -> tuple:
+    """The processor of model `spec` and a training batch of two small synthetic pages."""
+    from forge.models.loading import load_processor
 
-    processor = load_processor(STUDENT, kind="vision_lm")
+    processor = load_processor(spec, kind="vision_lm")
     handler = OcrSynthHandler(name="ocr_synth", num_train=2, num_validation=1, max_length=320, max_pixels=50176,
                               page={"width": 160, "height": 224, "margin": 12, "font_size": 11, "blocks": 2})
     data = handler.prepare(processor)
-    batch = data.collator([data.train[0], data.train[1]])
+    return processor, data.collator([data.train[0], data.train[1]])
+
+
+@pytest.fixture(scope="module")
+def setting():
+    from forge.models.loading import load_model
+
+    processor, batch = two_page_batch(STUDENT)
     torch.manual_seed(0)
     model = load_model(STUDENT, kind="vision_lm").eval()
     with torch.no_grad():

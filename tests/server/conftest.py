@@ -107,3 +107,38 @@ def smollm2_tokenizer() -> Any:
 
     gguf = smollm2_gguf()
     return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+
+
+def _healthy(root_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{root_url}/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def vlm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`python -m forge.teachers.serve --vlm tiny-qwen3vl-student` (`transformers serve`: chat
+    completions with images) on a free port; yields its base URL ("…/v1")."""
+    from transformers.utils.import_utils import is_serve_available
+
+    if not is_serve_available():
+        pytest.skip("`transformers serve` needs fastapi, uvicorn and openai (pip install -e .)")
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("vlm_server") / "server.log"
+    command = [sys.executable, "-m", "forge.teachers.serve", "--vlm", "tiny-qwen3vl-teacher", "--port", str(port)]
+    env = {key: value for key, value in os.environ.items() if "API_KEY" not in key}
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 3 * STARTUP_TIMEOUT_S
+        while not _healthy(f"http://127.0.0.1:{port}"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"VLM server did not come up on port {port} (exit code {process.poll()}); "
+                            f"command: {' '.join(command)}\n--- log tail ---\n{tail}")
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        _stop(process)

@@ -177,3 +177,21 @@ def test_the_teacher_can_see_each_page_at_its_own_resolution(processor):
     for i in range(2):
         t, h, w = batch["teacher_image_grid_thw"][i].tolist()
         assert int(teacher.prompt_token_types[i].sum()) == t * h * w // 4
+
+
+def test_page_messages_put_the_page_where_the_template_does():
+    from forge.data.ocr_synth import OcrSynthHandler
+    from forge.teachers.backends.base import TeacherBackendError
+    from forge.teachers.backends.page_messages import png_data_url, with_page
+
+    handler = OcrSynthHandler(name="ocr_synth", prompt_template="Page: {image} Read it.", system_prompt="Be exact.")
+    messages = handler.page_messages()
+    assert messages == [{"role": "system", "content": "Be exact."}, {"role": "user", "content": [
+        {"type": "text", "text": "Page: "}, {"type": "image"}, {"type": "text", "text": " Read it."}]}]
+    assert handler.page_messages("the text layer")[0] == {"role": "system", "content": "the text layer"}
+    filled = with_page(messages, b"\x89PNG")
+    assert filled[1]["content"][1] == {"type": "image_url", "image_url": {"url": png_data_url(b"\x89PNG")}}
+    assert png_data_url(b"\x89PNG") == "data:image/png;base64,iVBORw=="
+    assert messages[1]["content"][1] == {"type": "image"}  # the task's messages are left as they were
+    with pytest.raises(TeacherBackendError, match="exactly one image part, this one holds 0"):
+        with_page([{"role": "user", "content": "text only"}], b"")

@@ -15,6 +15,7 @@ callers only ask for the positions they score (`ScoreRequest.positions`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Optional, Sequence
 
@@ -35,8 +36,18 @@ class Capabilities:
     hidden_states: bool = False
     attentions: bool = False
     generate: bool = False  # sample / greedy completions (seq_kd)
-    images: bool = False  # takes page prompts (`ScoreRequest.vision`, `generate(vision=...)`)
+    images: bool = False  # takes page prompts in generation (`generate(vision=...)`)
+    image_scoring: bool = False  # and scores them too (`ScoreRequest.vision`): an in-process model
     max_k: Optional[int] = None  # None: any K up to the vocabulary
+
+    def for_prompts(self, *, images: bool) -> "Capabilities":
+        """What the backend gives for a task's prompts. Page prompts keep the token outputs only where
+        the backend scores images: a chat server takes a page for generation, but no chat endpoint
+        returns the log-probabilities of a prompt's tokens, so for pages it is generation-only."""
+        if not images or self.image_scoring:
+            return self
+        return dataclasses.replace(self, dense_logits=False, topk_logprobs=False, hidden_states=False,
+                                   attentions=False, max_k=None)
 
     def missing_for(self, *, logits: bool = False, hidden_states: bool = False,
                     attentions: bool = False, topk: bool = False, generate: bool = False) -> list[str]:
@@ -55,8 +66,13 @@ class Capabilities:
         given = [name for name, have in (
             ("dense logits", self.dense_logits), ("top-k log-probabilities", self.topk_logprobs),
             ("hidden states", self.hidden_states), ("attention maps", self.attentions),
-            ("generation", self.generate), ("page images", self.images)) if have]
+            ("generation", self.generate),
+            (self._images_in_words(), self.images)) if have]
         return ", ".join(given) or "nothing"
+
+    def _images_in_words(self) -> str:
+        scores_text = self.dense_logits or self.topk_logprobs
+        return "page images for generation only" if scores_text and not self.image_scoring else "page images"
 
 
 class TeacherBackend(ABC):
@@ -89,6 +105,12 @@ class TeacherBackend(ABC):
         Called once at start: token-level distillation maps teacher tokens to student ids by
         position, which is only correct with one tokenizer.
         """
+
+    def adopt_tokenizer(self, tokenizer: Any) -> None:
+        """Take the student's tokenizer for a run that only reads generations (their text is tokenized
+        with it). Backends whose `check_tokenizer` probes a token-level contract override this to skip
+        the probe; by default it is that check."""
+        self.check_tokenizer(tokenizer)
 
     @abstractmethod
     def topk(self, request: ScoreRequest, k: int, temperature: float = 1.0) -> TopKView:

@@ -73,6 +73,25 @@ def parse_completion(data: Any) -> tuple[str, Optional[str]]:
     return text, finish if isinstance(finish, str) else None
 
 
+def chat_body(model: Optional[str], messages: list, *extras: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
+    """One `/v1/chat/completions` body (`completion_body`'s rules, messages instead of a prompt)."""
+    body = dict({"model": model} if model else {}, messages=messages, **fields)
+    for extra in extras:
+        body.update(extra)
+    return body
+
+
+def parse_chat_completion(data: Any) -> tuple[str, Optional[str]]:
+    """(choices[0].message.content, finish_reason); MalformedResponse if the shape is wrong."""
+    choice = first_choice(data)
+    message = choice.get("message")
+    text = message.get("content") if isinstance(message, Mapping) else None
+    if not isinstance(text, str):
+        raise MalformedResponse("choices[0].message.content is missing or not a string")
+    finish = choice.get("finish_reason")
+    return text, finish if isinstance(finish, str) else None
+
+
 def parse_echo(data: Any) -> list[EchoEntry]:
     """choices[0].logprobs of a completion response, checked for shape (MalformedResponse
     names what is wrong: a missing key, lists of different lengths, a non-numeric logprob)."""
@@ -111,6 +130,6 @@ def prompt_tokens_counted(data: Any) -> Optional[int]:
 
 
 __all__ = [
-    "EchoEntry", "completion_body", "first_choice", "normalize_base_url", "parse_completion",
+    "EchoEntry", "chat_body", "completion_body", "parse_chat_completion", "first_choice", "normalize_base_url", "parse_completion",
     "parse_echo", "prompt_tokens_counted",
 ]

@@ -30,8 +30,9 @@ from forge.teachers.backends.base import (
 )
 from forge.teachers.backends.completion_ids import completion_row, first_eos, pad_id, right_padded
 from forge.teachers.backends.completions import (
-    completion_body, normalize_base_url, parse_completion,
+    chat_body, completion_body, normalize_base_url, parse_chat_completion, parse_completion,
 )
+from forge.teachers.backends.page_messages import page_conversations
 from forge.teachers.backends.http import JsonClient, RetryPolicy, redact_url
 from forge.teachers.backends.text_scoring import Missing, TextScorer
 from forge.teachers.backends.token_strings import decode_text, encode_text
@@ -71,6 +72,10 @@ class OpenAICompatibleBackend(TeacherBackend):
       (e.g. vLLM's `return_tokens_as_token_ids`, llama.cpp's `top_k: 0` for unrestricted
       sampling).
     tokenizer: the student's tokenizer; may instead be handed over by `check_tokenizer`.
+    images: the server hosts a vision-language model and takes page images in chat messages
+      (vLLM, llama.cpp with a projector, `transformers serve`): page prompts are then *generated*
+      through `/v1/chat/completions` (sequence-level KD). Chat endpoints return no log-probabilities
+      of a prompt's tokens, so page prompts are never scored (`Capabilities.for_prompts`).
     """
 
     name = "openai"
@@ -82,7 +87,8 @@ class OpenAICompatibleBackend(TeacherBackend):
     def declared_capabilities(cls, settings: Mapping[str, Any]) -> Capabilities:
         """CAPABILITIES with the configured `max_k` (the server's logprobs limit)."""
         max_k = settings.get("max_k") if settings is not None else None
-        return dataclasses.replace(cls.CAPABILITIES, max_k=None if max_k is None else int(max_k))
+        images = bool(settings.get("images", False)) if settings is not None else False
+        return dataclasses.replace(cls.CAPABILITIES, max_k=None if max_k is None else int(max_k), images=images)
 
 
     def __init__(self, base_url: str = "http://127.0.0.1:8000/v1", model: Optional[str] = None,
@@ -91,7 +97,8 @@ class OpenAICompatibleBackend(TeacherBackend):
                  echo_max_tokens: int = 1, max_k: Optional[int] = None,
                  request_extra: Optional[Mapping[str, Any]] = None,
                  generate_extra: Optional[Mapping[str, Any]] = None,
-                 tokenizer: Any = None, name: str = "openai", on_missing: str = "raise") -> None:
+                 tokenizer: Any = None, name: str = "openai", on_missing: str = "raise",
+                 images: bool = False) -> None:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         if echo_max_tokens < 0:
@@ -99,6 +106,7 @@ class OpenAICompatibleBackend(TeacherBackend):
         if max_k is not None and max_k < 1:
             raise ValueError(f"max_k must be >= 1 or None, got {max_k}")
         self.name = name
+        self.images = bool(images)
         self.base_url = normalize_base_url(base_url)
         self.model = model
         self.api_key_env = api_key_env
@@ -147,6 +155,7 @@ class OpenAICompatibleBackend(TeacherBackend):
             "max_retries": self.policy.max_retries,
             "backoff_s": self.policy.backoff_s,
             "request_extra": sorted(self.request_extra),
+            "images": self.images,
             "detected_shift": self.detected_shift(),
         }
 
@@ -156,7 +165,7 @@ class OpenAICompatibleBackend(TeacherBackend):
 
     @property
     def capabilities(self) -> Capabilities:
-        return dataclasses.replace(self.CAPABILITIES, max_k=self.max_k)
+        return dataclasses.replace(self.CAPABILITIES, max_k=self.max_k, images=self.images)
 
     def close(self) -> None:
         """Nothing to release: each request opens and closes its own connection."""
@@ -165,6 +174,11 @@ class OpenAICompatibleBackend(TeacherBackend):
 
     def _use_tokenizer(self, tokenizer: Any) -> None:
         self._scorer.use_tokenizer(tokenizer)
+
+    def adopt_tokenizer(self, tokenizer: Any) -> None:
+        """Generation only: the server's text is tokenized here, so no echo probe is needed (a chat
+        server of a vision-language model may not answer `/v1/completions` with echo at all)."""
+        self._use_tokenizer(tokenizer)
 
     def _require_tokenizer(self) -> Any:
         return self._scorer.require_tokenizer()[0]
@@ -206,6 +220,10 @@ class OpenAICompatibleBackend(TeacherBackend):
                                       f"{self.max_k} logprobs per position (max_k); asked {k}")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if request.vision is not None:
+            raise TeacherBackendError(
+                f"teacher backend '{self.name}' cannot score page prompts: chat endpoints return no "
+                "log-probabilities of a prompt's tokens (it generates from pages; sequence-level KD)")
         self._require_tokenizer()
         input_ids, mask, wanted = _request_tensors(request)
         batch, length = input_ids.shape
@@ -258,24 +276,33 @@ class OpenAICompatibleBackend(TeacherBackend):
         Each prompt is decoded (padding dropped) and completed by the server; the returned text
         is tokenized with the local tokenizer (the server's token strings are lossy, see
         token_strings), cut to max_new_tokens, and EOS is appended when the server stopped on it
-        (finish_reason "stop"). Greedy (do_sample=False) sends temperature 0. `/v1/completions`
-        takes text only, so page prompts (`vision`) are refused.
+        (finish_reason "stop"). Greedy (do_sample=False) sends temperature 0. Page prompts
+        (`vision`) go to `/v1/chat/completions` as each row's chat messages with its page (`images`
+        on), and are refused by a text-only server (`images` off).
         """
-        self.refuse_images(vision)
+        if vision is not None and not self.images:
+            self.refuse_images(vision)
         tokenizer = self._require_tokenizer()
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         eos = first_eos(tokenizer, eos_token_id)
         ids_cpu = prompt_ids.detach().cpu().long()
         mask = prompt_mask.detach().cpu().bool()
+        sampling = temperature if do_sample else 0.0
+        chats = page_conversations(vision, ids_cpu.shape[0]) if vision is not None else None
         rows: list[list[int]] = []
         for b in range(ids_cpu.shape[0]):
             prompt = ids_cpu[b][mask[b]].tolist()
-            text, finish = self._complete(decode_text(tokenizer, prompt), max_new_tokens,
-                                          temperature if do_sample else 0.0,
-                                          what=f"generation for prompt {b} ({len(prompt)} tokens)")
+            what = f"generation for prompt {b} ({len(prompt)} tokens{', with its page' if chats else ''})"
+            text, finish = (self._chat(chats[b], max_new_tokens, sampling, what) if chats is not None
+                            else self._complete(decode_text(tokenizer, prompt), max_new_tokens, sampling, what=what))
             rows.append(completion_row(tokenizer, text, max_new_tokens, eos, finished=finish == "stop"))
         return right_padded(rows, pad_id(tokenizer, eos), prompt_ids.device)
+
+    def _chat(self, messages: list, max_new_tokens: int, temperature: float, what: str) -> tuple[str, Optional[str]]:
+        payload = chat_body(self.model, messages, self.request_extra, self.generate_extra,
+                            max_tokens=int(max_new_tokens), temperature=float(temperature), top_p=1.0)
+        return self._post("/chat/completions", payload, what=what, parse=parse_chat_completion)
 
     def _complete(self, prompt: str, max_new_tokens: int, temperature: float,
                   what: str) -> tuple[str, Optional[str]]:
