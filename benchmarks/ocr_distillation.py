@@ -48,10 +48,10 @@ def pages(args: argparse.Namespace) -> list[str]:
     side = args.page_side
     return ["task=ocr_synth", "model=tiny_vlm", "logger=none", f"task.num_train={args.train_pages}",
             f"task.num_validation={args.eval_pages}", f"task.page.width={side}", f"task.page.height={side}",
-            "task.page.margin=20", f"task.page.font_size={args.font_size}", f"task.page.blocks={args.blocks}",
+            f"task.page.margin={args.margin}", f"task.page.font_size={args.font_size}", f"task.page.blocks={args.blocks}",
             f"task.max_pixels={side * side}", f"task.max_length={args.max_length}",
             f"task.max_new_tokens={args.max_new_tokens}", f"trainer.per_device_eval_batch_size={args.eval_pages}",
-            "trainer.logging_steps=1", "trainer.save_steps=0"]
+            "trainer.logging_steps=10", "trainer.save_steps=0", f"trainer.warmup_ratio={args.warmup_ratio}"]
 
 
 def stage_overrides(args: argparse.Namespace, out: Path, name: str, seed: int) -> list[str]:
@@ -104,7 +104,7 @@ def tesseract_row(args: argparse.Namespace) -> dict[str, Any]:
         return {"error": str(exc)}
     started = time.time()
     synth = OcrSynthHandler(name="ocr_synth", num_train=1, num_validation=args.eval_pages, page={
-        "width": args.page_side, "height": args.page_side, "margin": 20, "font_size": args.font_size,
+        "width": args.page_side, "height": args.page_side, "margin": args.margin, "font_size": args.font_size,
         "blocks": args.blocks}).load_splits()["validation"]
     predictions = [tesseract_markdown(synth.image(i)) for i in range(len(synth))]
     scores = OcrSynthHandler(name="ocr_synth").compute_metrics(predictions, synth.targets)
@@ -167,24 +167,26 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmarks" / "ocr_distillation")
     parser.add_argument("--bench", type=Path, default=BENCH, help="an olmOCR-bench folder (JSONL + pdfs/)")
-    parser.add_argument("--page-side", type=int, default=384)
-    parser.add_argument("--font-size", type=int, default=13)
-    parser.add_argument("--blocks", type=int, default=3)
-    parser.add_argument("--train-pages", type=int, default=512)
+    parser.add_argument("--page-side", type=int, default=256)
+    parser.add_argument("--margin", type=int, default=16)
+    parser.add_argument("--font-size", type=int, default=16)
+    parser.add_argument("--blocks", type=int, default=2)
+    parser.add_argument("--train-pages", type=int, default=1024)
     parser.add_argument("--eval-pages", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=448)
-    parser.add_argument("--max-new-tokens", type=int, default=160)
-    parser.add_argument("--batch", type=int, default=4, help="pages per step")
-    parser.add_argument("--teacher-steps", type=int, default=150)
-    parser.add_argument("--teacher-lr", type=float, default=1e-3)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=8, help="pages per step")
+    parser.add_argument("--warmup-ratio", type=float, default=0.05, help="of every stage's steps")
+    parser.add_argument("--teacher-steps", type=int, default=300)
+    parser.add_argument("--teacher-lr", type=float, default=2e-3)
     parser.add_argument("--retrain-teacher", action="store_true", help="train the teacher even if <out>/teacher exists")
-    parser.add_argument("--warmup-steps", type=int, default=40)
-    parser.add_argument("--steps", type=int, default=25, help="steps of each arm")
+    parser.add_argument("--warmup-steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=40, help="steps of each arm")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--generations", type=int, default=4)
     parser.add_argument("--completion-length", type=int, default=64)
     parser.add_argument("--bench-pixels", type=int, default=448 * 448)
-    parser.add_argument("--bench-new-tokens", type=int, default=96)
+    parser.add_argument("--bench-new-tokens", type=int, default=64)
     parser.add_argument("--bench-all-seeds", action="store_true",
                         help="score every seed's model on olmOCR-bench (default: the first seed's; ~3 min each)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])

@@ -190,7 +190,8 @@ def _check_images(parts: PlanParts, needs: Optional[TeacherNeeds], problems: Pro
     if parts.capabilities is not None and not parts.capabilities.images:
         problems.add("teacher_backend", f"task={parts.cfg.task.name}'s prompts hold page images, which "
                      f"teacher_backend={parts.backend_name} cannot take (it gives: {parts.capabilities.describe()}).",
-                     parts.backend_name, "use teacher_backend=hf (the model group's teacher, in-process)")
+                     parts.backend_name, "use teacher_backend=hf (the model group's teacher, in-process), or "
+                     "teacher_backend=vlm_server (a chat server that reads pages; sequence-level KD)")
 
 
 def _check_teacher_use(cfg: DictConfig, mode: Mode, parts: PlanParts, needs: Optional[TeacherNeeds],

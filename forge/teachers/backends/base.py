@@ -143,7 +143,8 @@ class TeacherBackend(ABC):
         if vision is not None:
             raise TeacherBackendError(
                 f"teacher backend '{self.name}' reads text only and cannot take the page images of these prompts; "
-                "use teacher_backend=hf (the model pair's teacher) or teacher_backend=tesseract")
+                "use teacher_backend=hf (the model pair's teacher), vlm_server (a chat server that reads pages) "
+                "or tesseract")
 
     def close(self) -> None:
         """Release connections / memory. Idempotent."""
