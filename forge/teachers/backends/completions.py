@@ -31,7 +31,11 @@ def completion_body(model: Optional[str], prompt: str, *extras: Mapping[str, Any
     """One request body: the model when one is named (llama.cpp and single-model vLLM servers
     need none), the prompt and `fields`, then each of `extras` on top (configured extra fields
     win over ours)."""
-    body = dict({"model": model} if model else {}, prompt=prompt, **fields)
+    return _request_body(model, extras, prompt=prompt, **fields)
+
+
+def _request_body(model: Optional[str], extras: tuple[Mapping[str, Any], ...], **fields: Any) -> dict[str, Any]:
+    body = dict({"model": model} if model else {}, **fields)
     for extra in extras:
         body.update(extra)
     return body
@@ -75,10 +79,7 @@ def parse_completion(data: Any) -> tuple[str, Optional[str]]:
 
 def chat_body(model: Optional[str], messages: list, *extras: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
     """One `/v1/chat/completions` body (`completion_body`'s rules, messages instead of a prompt)."""
-    body = dict({"model": model} if model else {}, messages=messages, **fields)
-    for extra in extras:
-        body.update(extra)
-    return body
+    return _request_body(model, extras, messages=messages, **fields)
 
 
 def parse_chat_completion(data: Any) -> tuple[str, Optional[str]]:
