@@ -26,7 +26,8 @@ from PIL import Image
 from forge.config.errors import ConfigError, ConfigProblem, DataError
 from forge.data.causal_collate import COMPLETION, PROMPT, TARGET_TEXT, TEACHER_PROMPT
 from forge.data.page_collate import IMAGE, PageCollator, PageEvalCollator, encode_png
-from forge.data.prompted import EncodedSplit, PromptCompletionHandler
+from forge.data.prompt_pairs import EncodedSplit
+from forge.data.prompted import PromptCompletionHandler
 from forge.models.vision_tokens import IMAGE_PAD, VISION_END, VISION_START
 
 logger = logging.getLogger(__name__)

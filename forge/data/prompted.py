@@ -9,15 +9,14 @@ teacher sees and the student does not) is part of every such task.
 
 `PromptCompletionHandler` holds all of that plus truncation, `prepare`, generation-based `predict`
 and `references`. A task (translation, later summarisation or OCR-as-text) supplies its raw splits
-(`load_splits` -> `PromptPairs`), its metrics and its own config checks.
+(`load_splits` -> `PromptPairs`, `forge.data.prompt_pairs`), its metrics and its own config checks.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional
 
 import torch
 
@@ -32,6 +31,7 @@ from forge.data.causal_collate import (
     CausalLMEvalCollator,
     pad_token_id_for,
 )
+from forge.data.prompt_pairs import EncodedSplit, PromptPairs, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -40,43 +40,6 @@ SOURCE_PLACEHOLDER = "{source}"
 EVAL_SET = "validation"
 #: raw source text column (the target's is causal_collate.TARGET_TEXT).
 SOURCE_TEXT = "source"
-
-
-@dataclass
-class PromptPairs:
-    """One raw split: source texts (what the prompt holds) and target texts (the completions)."""
-
-    sources: list[str]
-    targets: list[str]
-
-    def __post_init__(self) -> None:
-        if len(self.sources) != len(self.targets):
-            raise ValueError("sources and targets must have the same length")
-
-    def __len__(self) -> int:
-        return len(self.sources)
-
-    def subset(self, indices: Sequence[int]) -> "PromptPairs":
-        return PromptPairs([self.sources[i] for i in indices], [self.targets[i] for i in indices])
-
-
-@dataclass
-class EncodedSplit:
-    """One split after tokenisation and truncation (lists aligned by example)."""
-
-    prompts: list[str]
-    prompt_ids: list[list[int]]
-    completion_ids: list[list[int]]
-    fitted_sources: list[str]
-    teacher_prompts: list[str] = field(default_factory=list)
-    overflowed: int = 0
-    truncated_source: int = 0
-    truncated_target: int = 0
-
-
-def first_line(text: str) -> str:
-    """The first non-empty line of a generation, stripped (the answer; the rest is run-on)."""
-    return text.strip().split("\n", 1)[0].strip()
 
 
 class PromptCompletionHandler(TaskDataHandler):

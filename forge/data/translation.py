@@ -23,11 +23,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from forge.config.errors import ConfigError, ConfigProblem, DataError
-from forge.data.prompted import (
-    EVAL_SET,
-    PromptCompletionHandler,
-    PromptPairs,
-)
+from forge.data.prompt_pairs import PromptPairs
+from forge.data.prompted import EVAL_SET, PromptCompletionHandler
 from forge.data.tsv import data_error, iter_rows, no_usable_rows, read_header
 from forge.eval.metrics import translation_metrics
 

@@ -12,7 +12,8 @@ import pytest
 from forge.config.errors import ConfigProblem
 from forge.data.base import sample_indices
 from forge.data.causal_collate import IGNORE_INDEX
-from forge.data.prompted import PromptCompletionHandler, PromptPairs
+from forge.data.prompt_pairs import PromptPairs
+from forge.data.prompted import PromptCompletionHandler
 from tests.unit.test_translation_data import _ScriptedLM, tokenizer  # noqa: F401  (the module fixture)
 
 PROMPT = "Reverse: {source}\nReversed:"

@@ -27,7 +27,7 @@ from forge.data.translation import (
     hub_heldout_rows,
     read_pairs_tsv,
 )
-from forge.data.prompted import first_line
+from forge.data.prompt_pairs import first_line
 from forge.eval.metrics import bleu, chrf, translation_metrics
 
 REPO = Path(__file__).resolve().parents[2]
