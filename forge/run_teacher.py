@@ -2,8 +2,8 @@
 
 Where its weights are, in the order a run leaves them: a co-trained teacher as training left it
 (`teacher_final/`, or the `teacher.*` part of the newest checkpoint of an unfinished run), the
-teacher the run fine-tuned (`teacher_sft/`), the shared fine-tuned teacher of the teacher-signal
-cache (recorded in run_metadata.json), `teacher_strategy.checkpoint`, else the pretrained teacher
+teacher the run fine-tuned (`teacher_sft/`), the fine-tuned teacher shared by its recipe under the
+cache root (recorded in run_metadata.json), `teacher_strategy.checkpoint`, else the pretrained teacher
 (its head drawn from `teacher_strategy.seed`, as the run drew it). A served teacher has no weights here.
 """
 
@@ -41,7 +41,8 @@ def _sealed_start(view: RunView) -> Optional[Path]:
     own = finetuned_teacher_in(view.layout.root)
     if own is not None:
         return own
-    shared = (view.metadata.get("teacher_cache") or {}).get("teacher_dir")
+    shared = ((view.metadata.get("teacher_cache") or {}).get("teacher_dir")
+              or (view.metadata.get("teacher") or {}).get("teacher_dir"))
     if shared and sealed_teacher(Path(shared)) is not None:
         return Path(shared)
     if view.config.teacher_strategy.get("finetune_first") and not view.config.teacher_strategy.get("checkpoint"):

@@ -1,8 +1,9 @@
 """The teacher a run needs, as one object with four named kinds.
 
     live       the configured weights (pretrained, or `teacher_strategy.checkpoint`), in this process
-    finetuned  fine-tuned on the task first (frozen_sft / cotrain_sft), sealed in <run>/teacher_sft
-               and reloaded from there on resume
+    finetuned  fine-tuned on the task first (frozen_sft / cotrain_sft): a frozen one is shared by
+               every run of its recipe (`forge.teachers.cache.shared_teacher`), a co-trained one is
+               sealed in <run>/teacher_sft; either is reloaded on resume
     cached     a frozen teacher read from the teacher-signal cache: its weights load only to build
                missing signals or to be scored once; training never runs it
     served     a remote teacher behind a backend (an OpenAI-compatible / vLLM server): no weights here
@@ -171,19 +172,36 @@ class TeacherProvider:
         return Teacher(TeacherKind.cached, signals=signals, session=session)  # its report: run_metadata's teacher_cache
 
     def _finetuned(self) -> Teacher:
+        """The teacher fine-tuned first: this run's own sealed one on resume, else the one shared by
+        its recipe (a frozen teacher, `plan.cache.share_teacher`), else fine-tuned into the run."""
         from forge.runtime.layout import RunLayout
         from forge.teachers.strategy import finetuned_teacher_in
 
         main = self.ranks.is_main
         sealed = self.ranks.share(str(finetuned_teacher_in(self.run_dir) or "") if main else None)
+        report: dict[str, Any] = {}
         if sealed:
             log.info("Reusing the teacher this run fine-tuned before: %s", sealed)
             model = self.load(Path(sealed))
+        elif self.plan.cache is not None and self.plan.cache.share_teacher:
+            model, report = self._shared_finetuned()
         else:
             model = self.finetune_into(RunLayout(self.run_dir).teacher_sft)
             if model is None:
                 raise InterruptedError("stopped while fine-tuning the teacher")
-        return Teacher(TeacherKind.finetuned, model=model, trainable=bool(self.cfg.teacher_strategy.cotrain))
+        teacher = Teacher(TeacherKind.finetuned, model=model, trainable=bool(self.cfg.teacher_strategy.cotrain))
+        teacher.report.update(report)
+        return teacher
+
+    def _shared_finetuned(self) -> tuple[nn.Module, dict[str, Any]]:
+        """The frozen teacher shared by every run of its recipe (fine-tuned here if nobody has)."""
+        from forge.teachers.cache.shared_teacher import SharedFinetunedTeacher, image_size_bounds
+
+        shared = SharedFinetunedTeacher(cfg=self.cfg, data=self.data, tokenizer=self._tokenizer(),
+                                        root=self.plan.cache.root, ranks=self.ranks, finetune_into=self.finetune_into,
+                                        image_size=image_size_bounds(self.processor))
+        path = shared.obtain()
+        return (shared.model if shared.model is not None else self.load(path)), shared.report
 
     def _live(self) -> Teacher:
         with self.ranks.main_first():

@@ -119,3 +119,26 @@ def test_gkd_with_the_teacher_seeing_pages_at_a_higher_resolution(tmp_path):
         "task.max_pixels=16384", "task.teacher_max_pixels=200704", "trainer.max_steps=1")
     first = logged(tmp_path / "run")[0]
     assert first["loss/on_policy"] == 0.0 and first["loss/jsd"] > 1e-6
+
+
+def test_kd_runs_on_pages_share_one_fine_tuned_teacher_keyed_by_the_pixels(tmp_path):
+    """Page tasks refuse the signal cache, yet a frozen_sft teacher is fine-tuned once per recipe:
+    another arm reuses it (same weights, so the same teacher scores), and pages whose text and
+    prompt ids are the same but whose pixels differ (blur) get a teacher of their own."""
+    shared = ["mode=kd", "loss=combined_r", "teacher_strategy=frozen_sft", "teacher_strategy.finetune_steps=2",
+              "teacher_strategy.finetune_batch_size=2", "trainer.max_steps=1", f"teacher.cache_root={tmp_path / 'cache'}"]
+    first, second = run(tmp_path / "a", *shared), run(tmp_path / "b", *shared, "loss=combined_far")
+    blurred = run(tmp_path / "c", *shared, "task.page.blur_radius=1.5")
+    meta = {name: json.loads((tmp_path / name / "run_metadata.json").read_text()) for name in "abc"}
+    teachers = {name: m["teacher"] for name, m in meta.items()}
+    assert teachers["a"]["kind"] == "finetuned" and teachers["a"]["teacher_finetune"] == "done now"
+    assert teachers["b"]["teacher_finetune"] == "reused" and teachers["b"]["teacher_dir"] == teachers["a"]["teacher_dir"]
+    assert teachers["c"]["teacher_finetune"] == "done now" and teachers["c"]["teacher_dir"] != teachers["a"]["teacher_dir"]
+    assert "page images" in meta["a"]["teacher_cache"]["reason"]  # the signals themselves are not cached
+    assert second["pre"]["teacher"] == first["pre"]["teacher"]
+    weights = {name: json.loads((Path(t["teacher_dir"]) / "forge_teacher.json").read_text())["weights_sha256"]
+               for name, t in teachers.items()}
+    assert weights["a"] == weights["b"] != weights["c"]
+    assert meta["c"]["teacher"]["teacher_finetune_s"] > 0 and blurred["pre"]["teacher"] is not None
+    for name in "abc":
+        assert not (tmp_path / name / "teacher_sft").exists()

@@ -55,14 +55,15 @@ def _columns(dataset: Any, keys: Sequence[str]) -> dict[str, list]:
 
 def dataset_fingerprint(dataset: Any, keys: Iterable[str]) -> str:
     """sha256 over the given columns of every example, in dataset order (tokenised inputs: this
-    covers the raw data, the subset drawn, the prompt template, truncation and max length)."""
+    covers the raw data, the subset drawn, the prompt template, truncation and max length; a bytes
+    column, such as a page's PNG, is hashed as its bytes)."""
     h = hashlib.sha256()
     columns = _columns(dataset, list(keys))
     h.update(f"n={len(dataset)}|keys={sorted(columns)}|".encode())
     for key in sorted(columns):
         h.update(key.encode())
-        for value in columns[key]:
-            h.update(np.asarray(value, dtype=np.int64).tobytes())
+        for value in columns[key]:  # token ids, labels; or a page's encoded image bytes
+            h.update(bytes(value) if isinstance(value, (bytes, bytearray)) else np.asarray(value, dtype=np.int64).tobytes())
             h.update(b"|")
     return h.hexdigest()
 

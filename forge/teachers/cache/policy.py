@@ -4,6 +4,11 @@ A cache replays yesterday's teacher on yesterday's inputs. That is only right wh
 a frozen teacher, and training inputs that are the same every epoch. `teacher.cache=auto` uses it
 exactly then and otherwise says why not (log and run_metadata.json); `teacher.cache=on` turns the
 same reasons into config errors; `off` never uses it.
+
+The cache root also holds frozen_sft's fine-tuned teachers (`forge.teachers.cache.shared_teacher`).
+Sharing one is right whenever the teacher stays frozen, even where its signals cannot be cached
+(page images, on-policy GKD), so `share_teacher` is decided apart from `enabled`; `off` turns both
+off (each run then fine-tunes its own teacher into `<run>/teacher_sft`).
 """
 
 from __future__ import annotations
@@ -23,13 +28,15 @@ CACHE_DTYPES = ("float16", "float32")
 
 @dataclass(frozen=True)
 class CachePlan:
-    """enabled: the run reads the teacher from the cache. reason: why not, when it does not."""
+    """enabled: the run reads the teacher from the cache. reason: why not, when it does not.
+    share_teacher: a teacher fine-tuned first (frozen_sft) is the one shared by its recipe."""
 
     enabled: bool
     reason: str
     root: Path
     dtype: str = "float16"
     batch_size: int = 64
+    share_teacher: bool = False
 
 
 def default_cache_root() -> Path:
@@ -93,11 +100,12 @@ def plan_cache(cfg: DictConfig, *, handler: Any, needs: Any, mode_reasons: list[
         return CachePlan(False, f"mode={cfg.mode.name} has no teacher", root, dtype, batch), problems
     if mode == "off":
         return CachePlan(False, "teacher.cache=off", root, dtype, batch), problems
+    share = not cfg.teacher_strategy.get("cotrain")
     reasons = refusals(cfg, handler, needs, mode_reasons)
     if reasons and mode == "on":
         for reason in reasons:
             problems.append(ConfigProblem("teacher.cache", f"cannot be on: {reason}.", mode,
                                           "set teacher.cache=off (or auto, which falls back to the live teacher)"))
     if reasons:
-        return CachePlan(False, "; ".join(reasons), root, dtype, batch), problems
-    return CachePlan(True, "", root, dtype, batch), problems
+        return CachePlan(False, "; ".join(reasons), root, dtype, batch, share_teacher=share), problems
+    return CachePlan(True, "", root, dtype, batch, share_teacher=share), problems

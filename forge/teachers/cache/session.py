@@ -3,8 +3,8 @@
 Three things are shared between runs through the cache root, each keyed by content and built by
 one process at a time (the others wait on a file lock, then read):
 
-- the fine-tuned teacher (`teachers/<recipe>`): frozen_sft's fine-tuning, keyed by the teacher's
-  spec, the training data with labels, the fine-tuning budget and `teacher_strategy.seed`;
+- the fine-tuned teacher (`teachers/<recipe>`): frozen_sft's fine-tuning, keyed by its recipe
+  (`forge.teachers.cache.shared_teacher`, which runs without signal caching too);
 - its signals on the training set (`signals/<key>`): keyed by the teacher's weights, the
   tokenizer, the tokenised inputs (data, preprocessing, max length) and the dtype, with one entry
   per signal (logits, hidden_<layer>, attn_<layer>) so arms that read different layers share the
@@ -15,9 +15,7 @@ one process at a time (the others wait on a file lock, then read):
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -35,6 +33,7 @@ from forge.teachers.cache.fingerprint import (
 )
 from forge.teachers.cache.lock import exclusive
 from forge.teachers.cache.policy import CachePlan
+from forge.teachers.cache.shared_teacher import SharedFinetunedTeacher
 from forge.teachers.cache.signals import CachedTeacherSignals
 from forge.teachers.cache.store import (
     FORMAT_VERSION, SignalStore, entry_attention, entry_hidden, entry_logits, human_bytes,
@@ -42,7 +41,6 @@ from forge.teachers.cache.store import (
 
 log = logging.getLogger(__name__)
 
-TEACHER_RECORD = "forge_teacher.json"
 INPUT_KEYS = tuple(k for k in MODEL_INPUT_KEYS if k != "labels")
 
 
@@ -90,62 +88,10 @@ class TeacherCacheSession:
 
     # ---- the teacher ----------------------------------------------------------------------------
 
-    def recipe_key(self) -> str:
-        """What a fine-tuned teacher depends on (frozen_sft): base weights, data, labels, budget, seed."""
-        from forge.runtime.metadata import package_versions
-        from forge.teachers.strategy import teacher_seed
-
-        ts, tr = self.cfg.teacher_strategy, self.cfg.trainer
-        versions = package_versions()
-        columns = model_input_columns(self.data.train, (*INPUT_KEYS, "labels", "label"))
-        return digest({
-            "format": FORMAT_VERSION,
-            "teacher": OmegaConf.to_container(self.cfg.model.teacher, resolve=True),
-            "task": self.cfg.task.name, "num_labels": getattr(self.data, "info", {}).get("label_names"),
-            "data": dataset_fingerprint(self.data.train, columns),
-            "tokenizer": tokenizer_fingerprint(self.tokenizer),
-            # the global batch: a fine-tuning over several ranks with the same global batch is the same recipe
-            "finetune": {"steps": ts.finetune_steps, "lr": ts.finetune_learning_rate,
-                         "batch": ts.finetune_batch_size * self.ranks.world_size, "seed": teacher_seed(self.cfg)},
-            "trainer": {k: tr.get(k) for k in ("weight_decay", "lr_scheduler_type", "max_grad_norm",
-                                                 "gradient_accumulation_steps", "bf16", "fp16")},
-            "packages": {k: versions.get(k) for k in ("torch", "transformers")},
-        })
-
-    def _shared_finetuned_teacher(self) -> Path:
-        """The sealed fine-tuned teacher for this recipe, fine-tuning it first if nobody has.
-
-        Other jobs wait on the file lock; the ranks of this job follow rank 0's decision and
-        fine-tune together (one data-parallel fine-tuning, sealed by rank 0)."""
-        from forge.teachers.strategy import sealed_teacher
-
-        key = self.recipe_key()
-        path = self.plan.root / "teachers" / short(key)
-        main = self.ranks.is_main
-        missing = lambda: self.ranks.share(sealed_teacher(path) is None if main else None)  # noqa: E731
-        if missing():
-            lock = exclusive(self.plan.root / "teachers" / f".{short(key)}.lock", f"the fine-tuned teacher {path}") \
-                if main else contextlib.nullcontext()
-            with lock:
-                if missing():  # another job may have sealed it while rank 0 waited
-                    self._finetune_shared(key, path)
-        else:
-            log.info("Reusing the fine-tuned teacher %s (same recipe)", path)
-        self.report["teacher_dir"] = str(path)
-        return path
-
-    def _finetune_shared(self, key: str, path: Path) -> None:
-        t0 = time.monotonic()
-
-        def record(staged: Path, model: Any) -> None:
-            write_json_atomic(staged / TEACHER_RECORD, {"recipe_key": key, "weights_sha256": state_dict_fingerprint(model)})
-
-        teacher = self.finetune_into(path, record)
-        if teacher is None:
-            raise InterruptedError("stopped while fine-tuning the shared teacher")
-        self.teacher = teacher
-        self.report["teacher_finetune_s"] = round(time.monotonic() - t0, 2)
-        log.info("Fine-tuned the shared teacher into %s", path)
+    def shared_teacher(self) -> SharedFinetunedTeacher:
+        """frozen_sft's fine-tuned teacher, shared by every run of the same recipe."""
+        return SharedFinetunedTeacher(cfg=self.cfg, data=self.data, tokenizer=self.tokenizer, root=self.plan.root,
+                                      ranks=self.ranks, finetune_into=self.finetune_into)
 
     def fingerprint(self) -> str:
         """sha256 of the teacher's weights (read from the shared teacher's record when it has one)."""
@@ -153,8 +99,11 @@ class TeacherCacheSession:
             return self._fingerprint
         ts = self.cfg.teacher_strategy
         if ts.finetune_first and not ts.checkpoint:
-            self._checkpoint = self._shared_finetuned_teacher()
-            self._fingerprint = read_json(self._checkpoint / TEACHER_RECORD)["weights_sha256"]
+            shared = self.shared_teacher()
+            self._checkpoint = shared.obtain()
+            self.teacher = shared.model  # fine-tuned here just now: no need to load it back
+            self.report.update(shared.report)
+            self._fingerprint = shared.weights_fingerprint(self._checkpoint)
         else:
             self._fingerprint = state_dict_fingerprint(self.model())
         return self._fingerprint
