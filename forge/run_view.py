@@ -9,6 +9,7 @@ sees exactly the student and the teacher the run saw:
     run.status, run.metrics["post"]["student"]
     data = run.data()                       # the task's eval sets and training data, tokenised
     student = run.student()                 # final/ (merged), or run.student(checkpoint=50)
+    initial = run.initial_student()         # as the run built it before training
     teacher = run.teacher()                 # as the run distilled from it
 """
 
@@ -128,6 +129,15 @@ class RunView:
             return auto_class_for(self.handler().model_kind).from_pretrained(str(self.layout.final)).eval()
         return self._student_from(self._checkpoint_dir(checkpoint))
 
+    def initial_student(self) -> Any:
+        """The student as the run built it before its first step (the same recipe, LoRA included,
+        and the same seed: its new head is the head the run started from)."""
+        from forge.models.recipe import build_student
+
+        handler = self.handler()
+        return build_student(self.config.model.student, self.processor(), kind=handler.model_kind,
+                             num_labels=handler.num_labels, seed=int(self.config.seed)).eval()
+
     def teacher(self) -> Any:
         """The teacher as the run distilled from it (None when the run had none)."""
         from forge.run_teacher import teacher_of
@@ -152,11 +162,8 @@ class RunView:
         return path
 
     def _student_from(self, checkpoint: Path) -> Any:
-        from forge.models.recipe import build_student, load_trained_weights
+        from forge.models.recipe import load_trained_weights
 
-        handler = self.handler()
-        student = build_student(self.config.model.student, self.processor(), kind=handler.model_kind,
-                                num_labels=handler.num_labels, seed=int(self.config.seed))
-        return load_trained_weights(student, checkpoint, part="student").eval()
+        return load_trained_weights(self.initial_student(), checkpoint, part="student").eval()
 
 

@@ -206,6 +206,9 @@ def _notes_section(analysis: Analysis) -> list[str]:
         "range of the 3 values, and it is too narrow. The t interval (t quantiles from a table: 4.303 at "
         "2 degrees of freedom) assumes normal seed-to-seed variation and is much wider. Trust a difference "
         "when both exclude 0.",
+        "Why did an arm win or lose? `python -m forge.workbench <this sweep directory>` probes every run's "
+        "layers, measures the CKA of the layers its loss mapped, and writes [workbench_sweep.md](workbench_sweep.md) "
+        "here: alignment per arm and against the gain over `ce`.",
     ] + analysis.study.notes
     return ["## Notes", ""] + [f"- {n}" for n in notes]
 

@@ -1,0 +1,76 @@
+"""`python -m forge.workbench` on real tiny run directories made here: a KD run (frozen fine-tuned
+teacher, FAR loss) and a plain SFT run. The workbench must see the very models the runs scored:
+with every eval example read, the students' and the teacher's own-head accuracy equal the runs'
+metrics.json, and the CKA map is the run's training layer map."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import compose_config
+
+pytestmark = pytest.mark.integration
+
+RUN = ["task=demo", "model=minilm", "logger=none", "task.max_train_samples=48", "task.max_eval_samples=40",
+       "task.max_length=32", "trainer.max_steps=3", "trainer.per_device_train_batch_size=8",
+       "trainer.per_device_eval_batch_size=16", "teacher_strategy.finetune_steps=3"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    import forge
+
+    root = tmp_path_factory.mktemp("workbench")
+    dirs = {"kd": root / "kd", "sft": root / "sft"}
+    forge.run(compose_config([*RUN, "mode=kd", "loss=combined_far", f"run_dir={dirs['kd']}"]))
+    forge.run(compose_config([*RUN, "mode=sft", f"run_dir={dirs['sft']}"]))
+    return dirs
+
+
+def test_the_workbench_against_plain_sft_reads_the_models_the_runs_scored(runs):
+    from forge.losses.layer_map import layer_pairs
+    from forge.workbench.__main__ import main
+
+    assert main([str(runs["kd"]), "--against", str(runs["sft"]), "--head-steps", "30"]) == 0
+    out = runs["kd"] / "workbench"
+    result = json.loads((out / "workbench.json").read_text())
+    assert (out / "workbench.md").is_file() and (out / "probe_curves.png").is_file() and (out / "cka_heatmap.png").is_file()
+    post = {name: json.loads((runs[name] / "metrics.json").read_text())["post"] for name in runs}
+    own = {name: row["own_head"] for name, row in result["head"]["scores"].items()}
+    assert own["student"] == pytest.approx(post["kd"]["student"]["validation/accuracy"])
+    assert own["against"] == pytest.approx(post["sft"]["student"]["validation/accuracy"])
+    assert own["teacher"] == pytest.approx(post["kd"]["teacher"]["validation/accuracy"])
+    cka = result["cka"]
+    matrix = cka["matrix"]["student"]
+    assert len(matrix) == 7 and len(matrix[0]) == 4  # teacher 6 blocks + embeddings, student 3 + embeddings
+    assert cka["layer_map"] == [list(p) for p in layer_pairs(None, 3, 6)] and "loss.feature" in cka["map_source"]
+    assert {len(rows) for rows in result["probe"]["curves"].values()} == {4, 7}
+    dis = result["disagreement"]["student"]
+    assert dis["count"] == 40 and sum(map(sum, dis["confusion_teacher_x_student"])) == 40
+    off_diagonal = sum(c for t, row in enumerate(dis["confusion_teacher_x_student"]) for s, c in enumerate(row) if s != t)
+    assert dis["disagreements"] == off_diagonal
+    assert set(result["head"]["diagnosis"]) == {"student", "against"}
+
+
+def test_an_sft_run_alone_has_probes_but_no_teacher_to_align_with(runs, tmp_path):
+    from forge.workbench.__main__ import main
+
+    assert main([str(runs["sft"]), "--analyses", "probe,cka", "--out", str(tmp_path / "wb")]) == 0
+    result = json.loads((tmp_path / "wb" / "workbench.json").read_text())
+    assert list(result["probe"]["curves"]) == ["student"] and "no teacher" in result["cka"]["skipped"]
+
+
+def test_bad_input_is_one_line_and_exit_2(runs, tmp_path, capsys):
+    from forge.workbench.__main__ import main
+
+    assert main([str(runs["kd"]), "--analyses", "probe,clustering"]) == 2
+    assert "unknown analysis ['clustering']; valid: probe, cka, disagreement, head" in capsys.readouterr().err
+    assert main([str(tmp_path / "nowhere")]) == 2
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.yaml").write_text((runs["sft"] / "config.yaml").read_text())
+    assert main([str(tmp_path / "half")]) == 2
+    assert "has no final/" in capsys.readouterr().err
+    assert not (tmp_path / "half" / "workbench" / "workbench.json").exists()
