@@ -36,8 +36,11 @@ class KDMode(Mode):
     def cache_refusals(self, parts: PlanParts) -> list[str]:
         from forge.models.kinds import model_kind
 
-        if parts.loss.needs.logits and not model_kind(parts.kind).label_head:
+        if model_kind(parts.kind).label_head:
+            return []
+        if parts.loss.needs.logits:
             return ["KD on a token-level model reads dense per-token logits over the whole vocabulary "
                     "(tens of thousands of floats per token): too large to store"]
-        return []
+        return ["the cache stores signals by tokenised classification inputs; a prompt → completion example is "
+                "laid out by its collator (prompt + completion), which the store does not index"]
 

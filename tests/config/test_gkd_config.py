@@ -75,3 +75,13 @@ def test_gkd_with_a_server_teacher_and_context_baking_is_valid():
     plan = build_plan(compose_config([*EUROPARL, "mode=gkd", "teacher_backend=openai", "mode.trainer.top_k=8",
                                              "teacher_strategy=context_baking", "mode.trainer.seq_kd=true"]))
     assert not plan.backend_cls.needs_local_model and plan.backend_cls.declared_capabilities({}).generate
+
+
+@pytest.mark.parametrize("loss", ["combined_f", "combined_a", "combined_r"])
+def test_decoder_kd_never_uses_the_signal_cache_and_says_why(loss):
+    """The store indexes tokenised classification inputs; a prompt → completion example is laid out
+    by its collator. Feature-only decoder KD used to reach the store and fail on a missing input_ids
+    column; now the plan falls back to the live teacher with the reason."""
+    plan = build_plan(compose_config([*EUROPARL, "mode=kd", f"loss={loss}", "teacher_strategy=frozen_base"]))
+    assert not plan.cache.enabled
+    assert ("collator" if loss != "combined_r" else "too large to store") in plan.cache.reason
