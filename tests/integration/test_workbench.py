@@ -74,3 +74,27 @@ def test_bad_input_is_one_line_and_exit_2(runs, tmp_path, capsys):
     assert main([str(tmp_path / "half")]) == 2
     assert "has no final/" in capsys.readouterr().err
     assert not (tmp_path / "half" / "workbench" / "workbench.json").exists()
+
+
+@pytest.mark.slow  # the 30-layer SmolLM2 teacher's features and greedy translations: minutes on 2 cores
+def test_the_workbench_on_a_decoder_run_probes_target_length_and_compares_translations(tmp_path):
+    """Europarl EN→FR with the SmolLM2 pair: features at the prompt's last token, the probe's label
+    the target's length bucket, CKA over the 30 teacher × 6 student blocks, chrF of student vs
+    teacher translations; a decoder has no task head to re-train, which the report says."""
+    import forge
+    from forge.workbench.__main__ import main
+    from tests.integration.test_decoder_runs import DECODER_TINY
+
+    run_dir = tmp_path / "run"
+    forge.run(compose_config([*DECODER_TINY, "task.max_train_samples=24", "task.max_eval_samples=6", "mode=kd",
+                              "loss=combined_f", "teacher_strategy=frozen_base", f"run_dir={run_dir}"]))
+    assert main([str(run_dir)]) == 0
+    result = json.loads((run_dir / "workbench" / "workbench.json").read_text())
+    assert result["pooling"] == "last" and "length bucket" in result["probe"]["label"]
+    assert [len(result["probe"]["curves"][m]) for m in ("student", "teacher")] == [7, 31]
+    matrix = result["cka"]["matrix"]["student"]
+    assert len(matrix) == 31 and len(matrix[0]) == 7 and "loss.feature" in result["cka"]["map_source"]
+    chrf = result["disagreement"]["student"]
+    assert result["disagreement"]["examples"] == 6 and 0.0 <= chrf["mean_chrf_vs_teacher"] <= 100.0
+    assert all(w["chrf"] >= chrf["worst"][0]["chrf"] for w in chrf["worst"])
+    assert "LM head" in result["head"]["skipped"]
