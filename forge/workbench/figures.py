@@ -39,7 +39,7 @@ def probe_curves(curves: dict[str, list[dict[str, Any]]], path: Path, *, label: 
 def cka_heatmap(matrix: np.ndarray, pairs: Sequence[tuple[int, int]], path: Path, *, debiased: bool,
                 title: str) -> Path:
     """Teacher layers (rows) × student layers (columns), with the training layer map as boxes."""
-    figure, ax = _figure(1.2 + 0.55 * matrix.shape[1], 1.0 + 0.45 * matrix.shape[0])
+    figure, ax = _figure(max(4.8, 1.6 + 0.55 * matrix.shape[1]), max(3.5, 1.0 + 0.45 * matrix.shape[0]))
     image = ax.imshow(matrix, origin="lower", aspect="auto", cmap="viridis", vmin=0.0 if not debiased else None)
     figure.colorbar(image, ax=ax, label="CKA")
     for student, teacher in pairs:
@@ -48,7 +48,7 @@ def cka_heatmap(matrix: np.ndarray, pairs: Sequence[tuple[int, int]], path: Path
     ax.set_yticks(range(matrix.shape[0]))
     ax.set_xlabel("student hidden-state index (0 = embeddings)")
     ax.set_ylabel("teacher hidden-state index")
-    ax.set_title(f"{title}\nboxes: the training layer map", fontsize=8)
+    ax.set_title(f"{title}\nboxes: the training layer map; blank: a constant layer (no CKA)", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     return path
