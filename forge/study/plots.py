@@ -24,7 +24,7 @@ EFFECTS_PNG = "study_effects.png"
 CURVES_PNG = "study_curves.png"
 
 
-def _new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
+def new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, ncols, squeeze=False)[0]
@@ -44,7 +44,7 @@ def plot_arms(analysis: Analysis, path: Path) -> Optional[Path]:
     arms = analysis.arms
     if not arms:
         return None
-    figure, (left, right) = _new_figure(max(6.0, 1.4 * len(arms) + 4), 4.2, ncols=2)
+    figure, (left, right) = new_figure(max(6.0, 1.4 * len(arms) + 4), 4.2, ncols=2)
     positions = range(len(arms))
     for x, arm in zip(positions, arms):
         lower, upper = _error(arm.metric.mean, arm.metric.boot)
@@ -78,7 +78,7 @@ def plot_effects(analysis: Analysis, path: Path) -> Optional[Path]:
     factorial = analysis.factorial
     if factorial is None or not factorial.computable:
         return None
-    figure, (axis,) = _new_figure(6.5, 3.8)
+    figure, (axis,) = new_figure(6.5, 3.8)
     effects = list(factorial.effects)
     for y, effect in enumerate(effects):
         if effect.t is not None:
@@ -101,7 +101,7 @@ def plot_curves(analysis: Analysis, path: Path) -> Optional[Path]:
     drawn = [a for a in analysis.arms if a.curve]
     if not drawn:
         return None
-    figure, (axis,) = _new_figure(7.0, 4.2)
+    figure, (axis,) = new_figure(7.0, 4.2)
     for index, arm in enumerate(drawn):
         steps = [p.step for p in arm.curve]
         axis.plot(steps, [p.mean for p in arm.curve], marker="o" if len(steps) < 15 else None, markersize=3,

@@ -41,14 +41,14 @@ class ReportFiles:
     analysis: Analysis
 
 
-def _num(value: Optional[float], signed: bool = False) -> str:
+def format_number(value: Optional[float], signed: bool = False) -> str:
     if value is None:
         return "—"
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
-def _ci(interval: Optional[Interval], signed: bool = False) -> str:
-    return "—" if interval is None else f"[{_num(interval.lo, signed)}, {_num(interval.hi, signed)}]"
+def format_interval(interval: Optional[Interval], signed: bool = False) -> str:
+    return "—" if interval is None else f"[{format_number(interval.lo, signed)}, {format_number(interval.hi, signed)}]"
 
 
 def _flag(value: Optional[bool]) -> Optional[int]:
@@ -94,10 +94,10 @@ def gain_sentence(arm: ArmSummary, control: Optional[str], greater_is_better: bo
     g = arm.gain.estimate
     seeds = "seed" if g.n == 1 else "seeds"
     how = f"paired {seeds}" if arm.gain.paired else f"{seeds} per arm, unpaired (no seed in common)"
-    head = f"**{arm.arm}**: {_num(g.mean, True)} over {control} ({g.n} {how}"
+    head = f"**{arm.arm}**: {format_number(g.mean, True)} over {control} ({g.n} {how}"
     if g.boot is None and g.t is None:
         return head + "): a single pair gives no interval, so it cannot be told apart from seed noise."
-    head += f"; 95% bootstrap CI {_ci(g.boot, True)}, t CI {_ci(g.t, True)})"
+    head += f"; 95% bootstrap CI {format_interval(g.boot, True)}, t CI {format_interval(g.t, True)})"
     direction = "better" if (g.mean > 0) == greater_is_better else "worse"
     boot_out = bool(g.boot and g.boot.excludes_zero)
     t_out = bool(g.t and g.t.excludes_zero)
@@ -111,12 +111,12 @@ def gain_sentence(arm: ArmSummary, control: Optional[str], greater_is_better: bo
     return head + f": the CI includes 0, so at {g.n} seeds the arm cannot be told apart from {control}."
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
 
 
-def _yes(flag: Optional[bool]) -> str:
+def check_mark(flag: Optional[bool]) -> str:
     return "" if flag is None else ("✓" if flag else "·")
 
 
@@ -130,12 +130,12 @@ def _arms_section(analysis: Analysis) -> list[str]:
         f = arm.factors
         g = arm.gain.estimate if arm.gain else None
         rows.append([
-            f"`{arm.arm}`", _yes(f.F if f else None), _yes(f.A if f else None), _yes(f.R if f else None),
-            str(arm.metric.n), _num(arm.metric.mean), _ci(arm.metric.boot), _ci(arm.metric.t),
-            _num(g.mean, True) if g else ("(control)" if arm.arm == analysis.control else "—"),
-            _ci(g.boot, True) if g else "—", _ci(g.t, True) if g else "—",
-            _num(arm.pre_mean), _num(arm.teacher_mean),
-            f"{_num(arm.efficiency_mean)} ({arm.efficiency_n})", str(len(arm.problems)),
+            f"`{arm.arm}`", check_mark(f.F if f else None), check_mark(f.A if f else None), check_mark(f.R if f else None),
+            str(arm.metric.n), format_number(arm.metric.mean), format_interval(arm.metric.boot), format_interval(arm.metric.t),
+            format_number(g.mean, True) if g else ("(control)" if arm.arm == analysis.control else "—"),
+            format_interval(g.boot, True) if g else "—", format_interval(g.t, True) if g else "—",
+            format_number(arm.pre_mean), format_number(arm.teacher_mean),
+            f"{format_number(arm.efficiency_mean)} ({arm.efficiency_n})", str(len(arm.problems)),
         ])
     direction = "higher" if analysis.study.greater_is_better else "lower"
     lines = [f"## Arms: {analysis.study.metric} of the student after training ({direction} is better)", "",
@@ -143,7 +143,7 @@ def _arms_section(analysis: Analysis) -> list[str]:
              "initialisation and subset), so seed-to-seed spread shared by both arms cancels. Transfer "
              "efficiency = student gain / teacher advantage (mean over the runs where the teacher had an "
              "advantage, their number in brackets).", ""]
-    lines += _table(header, rows) if rows else ["No arm has a finished run."]
+    lines += markdown_table(header, rows) if rows else ["No arm has a finished run."]
     greater = analysis.study.greater_is_better
     sentences = [gain_sentence(a, analysis.control, greater) for a in analysis.arms if a.arm != analysis.control]
     if sentences:
@@ -162,14 +162,14 @@ def _effects_section(analysis: Analysis) -> list[str]:
               "where it is −1 (main effect F: cells with F minus cells without; interaction FxA: cells where "
               "F and A are both on or both off minus the others). Bootstrap CI: seeds resampled within each "
               f"cell; t CI: pooled within-cell variance, df = {factorial.df}.", ""]
-    rows = [[e.name, _num(e.estimate, True), _ci(e.boot, True), _ci(e.t, True),
+    rows = [[e.name, format_number(e.estimate, True), format_interval(e.boot, True), format_interval(e.t, True),
              "yes" if e.boot and e.boot.excludes_zero else "no",
              "yes" if e.t and e.t.excludes_zero else "no"] for e in factorial.effects]
-    lines += _table(["effect", "estimate", "95% bootstrap CI", "95% t CI", "bootstrap CI excludes 0",
+    lines += markdown_table(["effect", "estimate", "95% bootstrap CI", "95% t CI", "bootstrap CI excludes 0",
                      "t CI excludes 0"], rows)
-    cells = [[cell_name(c, analysis.cell_arms), str(factorial.cell_n[c]), _num(factorial.cell_means.get(c))]
+    cells = [[cell_name(c, analysis.cell_arms), str(factorial.cell_n[c]), format_number(factorial.cell_means.get(c))]
              for c in ALL_CELLS]
-    return lines + ["", "Cell means:", ""] + _table(["cell", "n", "mean"], cells)
+    return lines + ["", "Cell means:", ""] + markdown_table(["cell", "n", "mean"], cells)
 
 
 def _problems_section(analysis: Analysis) -> list[str]:
@@ -180,7 +180,7 @@ def _problems_section(analysis: Analysis) -> list[str]:
     rows = [[f"`{p['run']}`", p["arm"] or "?", str(p["seed"] if p["seed"] is not None else "?"), p["status"],
              str(p["reason"]).replace("|", "\\|").replace("\n", " ")] for p in describe_problems(problems)]
     return lines + [f"{len(problems)} run(s) are left out of every number above:", ""] + \
-        _table(["run", "arm", "seed", "status", "reason"], rows)
+        markdown_table(["run", "arm", "seed", "status", "reason"], rows)
 
 
 def _figures_section(analysis: Analysis, figures: dict[str, Path]) -> list[str]:
@@ -220,7 +220,7 @@ def render_markdown(analysis: Analysis, figures: dict[str, Path], source: str) -
              f"({len(study.records)} finished with a value, {len(study.problems)} not usable). Regenerate it "
              "the same way at any time; it reads only the run directories.", "",
              "## Setup", ""]
-    lines += _table(["setting", "value"], [[label, f"`{value}`"] for label, value in analysis.setup])
+    lines += markdown_table(["setting", "value"], [[label, f"`{value}`"] for label, value in analysis.setup])
     for section in (_arms_section(analysis), _effects_section(analysis), _problems_section(analysis),
                     _figures_section(analysis, figures), _notes_section(analysis)):
         lines += [""] + section

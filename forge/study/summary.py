@@ -87,7 +87,7 @@ class Analysis:
     setup: list[tuple[str, str]]
 
 
-def _mean(values: Iterable[Optional[float]]) -> tuple[Optional[float], int]:
+def mean_and_count(values: Iterable[Optional[float]]) -> tuple[Optional[float], int]:
     kept = [float(v) for v in values if isinstance(v, (int, float))]
     return (float(np.mean(kept)) if kept else None), len(kept)
 
@@ -185,12 +185,12 @@ def analyse(study: Study) -> Analysis:
         arms.append(ArmSummary(
             arm=arm, factors=_arm_factors(records), values=values, metric=estimate(list(values.values())),
             gain=None,
-            pre_mean=_mean(r.pre for r in records)[0],
-            teacher_mean=_mean(r.teacher for r in records)[0],
-            student_gain_mean=_mean(r.student_gain for r in records)[0],
-            efficiency_mean=_mean(r.transfer_efficiency for r in records)[0],
-            efficiency_n=_mean(r.transfer_efficiency for r in records)[1],
-            duration_mean_s=_mean(r.duration_s for r in records)[0],
+            pre_mean=mean_and_count(r.pre for r in records)[0],
+            teacher_mean=mean_and_count(r.teacher for r in records)[0],
+            student_gain_mean=mean_and_count(r.student_gain for r in records)[0],
+            efficiency_mean=mean_and_count(r.transfer_efficiency for r in records)[0],
+            efficiency_n=mean_and_count(r.transfer_efficiency for r in records)[1],
+            duration_mean_s=mean_and_count(r.duration_s for r in records)[0],
             curve=_mean_curve([r.eval_curve if curve_kind == "eval" else r.loss_curve for r in records]),
             problems=problems_by_arm.get(arm, []),
         ))

@@ -31,14 +31,13 @@ import numpy as np
 
 from forge.runtime.rundir import read_json_object, write_json_atomic
 from forge.study.factors import Factors
-from forge.study.plots import _new_figure
-from forge.study.report import _ci, _num, _table, _yes
+from forge.study.plots import new_figure
+from forge.study.report import check_mark, format_interval, format_number, markdown_table
 from forge.study.runs import RunRecord, discover, dotted_get, load_study
 from forge.study.stats import LEVEL, RNG_SEED, Gain, Interval, gain_over
-from forge.study.summary import Analysis, ArmSummary, _mean, analyse, describe_problems
+from forge.study.summary import Analysis, ArmSummary, analyse, describe_problems, mean_and_count
+from forge.workbench.report import JSON_NAME, WORKBENCH_DIR
 
-WORKBENCH_DIR = "workbench"
-WORKBENCH_JSON = "workbench.json"
 MARKDOWN = "workbench_sweep.md"
 JSON = "workbench_sweep.json"
 SCATTER_PNG = "alignment_vs_gain.png"
@@ -47,7 +46,7 @@ MIN_POINTS = 3
 
 
 def workbench_file(run_dir: Path) -> Path:
-    return Path(run_dir) / WORKBENCH_DIR / WORKBENCH_JSON
+    return Path(run_dir) / WORKBENCH_DIR / JSON_NAME
 
 
 def load_workbench(root: Path) -> dict[Path, dict]:
@@ -202,10 +201,10 @@ def _arm_view(summary: ArmSummary, runs: int, points: list[RunPoint],
     over = gain_over(_per_seed_alignment(points), control_cka) if control_cka is not None else None
     return ArmView(
         arm=summary.arm, factors=summary.factors, runs=runs,
-        with_workbench=len(points), cka_student=_mean([p.alignment for p in points])[0],
-        cka_initial=_mean([p.initial for p in points])[0], cka_change=_mean(changes)[0],
+        with_workbench=len(points), cka_student=mean_and_count([p.alignment for p in points])[0],
+        cka_initial=mean_and_count([p.initial for p in points])[0], cka_change=mean_and_count(changes)[0],
         probe_layer=layer, probe_layer_runs=layers[layer] if layer is not None else 0,
-        probe_accuracy=_mean([p.probe_accuracy for p in points])[0],
+        probe_accuracy=mean_and_count([p.probe_accuracy for p in points])[0],
         gain=summary.gain.estimate.mean if summary.gain else None, cka_over_control=over)
 
 
@@ -220,7 +219,7 @@ def _join(analysis: Analysis, workbench: Mapping[Path, Any]) -> tuple[list[RunPo
         else:
             missing.append({"run": record.name, "arm": record.arm, "seed": record.seed,
                             "run_dir": str(record.run_dir),
-                            "reason": f"finished, but no readable {WORKBENCH_DIR}/{WORKBENCH_JSON}"})
+                            "reason": f"finished, but no readable {WORKBENCH_DIR}/{JSON_NAME}"})
     return points, missing
 
 
@@ -248,7 +247,7 @@ def sweep_view(root: Path, runs_workbench: Mapping[Path, Any], metric: Optional[
 def _cka_clause(arm: ArmView, control: ArmView) -> str:
     """`arm` X vs `ce` Y (+d, paired CIs): a verdict that trusts a difference only when both 95%
     intervals exclude 0 (at 3 seeds the bootstrap one is just the range of the differences)."""
-    head = f"`{arm.arm}` {_num(arm.cka_student)} vs `{control.arm}` {_num(control.cka_student)}"
+    head = f"`{arm.arm}` {format_number(arm.cka_student)} vs `{control.arm}` {format_number(control.cka_student)}"
     over = arm.cka_over_control
     if over is None:
         return head + " (no paired difference)"
@@ -256,8 +255,8 @@ def _cka_clause(arm: ArmView, control: ArmView) -> str:
     seeds = "seed" if est.n == 1 else "seeds"
     pairing = f"{est.n} paired {seeds}" if over.paired else f"unpaired, {est.n} {seeds}"
     if est.boot is None and est.t is None:
-        return head + f" ({_num(est.mean, True)}, one seed pair: no interval, so no evidence either way)"
-    head += f" ({_num(est.mean, True)}, {pairing}; 95% bootstrap CI {_ci(est.boot, True)}, t CI {_ci(est.t, True)})"
+        return head + f" ({format_number(est.mean, True)}, one seed pair: no interval, so no evidence either way)"
+    head += f" ({format_number(est.mean, True)}, {pairing}; 95% bootstrap CI {format_interval(est.boot, True)}, t CI {format_interval(est.t, True)})"
     boot_out, t_out = bool(est.boot and est.boot.excludes_zero), bool(est.t and est.t.excludes_zero)
     side = "above" if est.mean > 0 else "below"
     if boot_out and t_out:
@@ -314,7 +313,7 @@ def plot_alignment_vs_gain(view: SweepView, path: Path) -> Optional[Path]:
     drawn = [p for p in view.runs if p.alignment is not None and p.gain is not None]
     if not drawn:
         return None
-    figure, (axis,) = _new_figure(6.5, 4.5)
+    figure, (axis,) = new_figure(6.5, 4.5)
     for index, arm in enumerate(a.arm for a in view.arms):
         mine = [p for p in drawn if p.arm == arm]
         if mine:
@@ -338,11 +337,11 @@ def _arm_rows(view: SweepView) -> list[list[str]]:
     for a in view.arms:
         f, over = a.factors, a.cka_over_control
         layer = "—" if a.probe_layer is None else f"{a.probe_layer} ({a.probe_layer_runs}/{a.with_workbench})"
-        gain = "(control)" if a.arm == view.control else _num(a.gain, True)
-        rows.append([f"`{a.arm}`", _yes(f.F if f else None), _yes(f.A if f else None), _yes(f.R if f else None),
-                     f"{a.with_workbench}/{a.runs}", _num(a.cka_student), _num(a.cka_initial),
-                     _num(a.cka_change, True), _num(over.estimate.mean, True) if over else "—",
-                     _ci(over.estimate.boot, True) if over else "—", layer, _num(a.probe_accuracy), gain])
+        gain = "(control)" if a.arm == view.control else format_number(a.gain, True)
+        rows.append([f"`{a.arm}`", check_mark(f.F if f else None), check_mark(f.A if f else None), check_mark(f.R if f else None),
+                     f"{a.with_workbench}/{a.runs}", format_number(a.cka_student), format_number(a.cka_initial),
+                     format_number(a.cka_change, True), format_number(over.estimate.mean, True) if over else "—",
+                     format_interval(over.estimate.boot, True) if over else "—", layer, format_number(a.probe_accuracy), gain])
     return rows
 
 
@@ -351,23 +350,23 @@ def render_markdown(view: SweepView, figures: Mapping[str, Path]) -> str:
     control = view.control or "ce"
     c = view.correlation
     corr = f"Pearson r: not computable ({c.reason}), n = {c.n}." if c.r is None else (
-        f"Pearson r (alignment, gain) = {c.r:+.4f}, 95% bootstrap CI {_ci(c.boot, True)}, n = {c.n} runs "
+        f"Pearson r (alignment, gain) = {c.r:+.4f}, 95% bootstrap CI {format_interval(c.boot, True)}, n = {c.n} runs "
         f"(`{control}` left out). The runs of all arms are pooled, so an arm that both aligns and gains more "
         "weighs in as much as the spread within an arm.")
     lines = ["# Workbench across the sweep", "",
              f"Runs under `{view.root}`. Metric: {view.metric} ({direction} is better). Gain = a run's metric − "
              f"the `{control}` run of the same seed. Alignment = mean mapped-layer CKA of the student to the "
              "teacher; initial = the same before training.", "", "## Arms", ""]
-    lines += _table(["arm", "F", "A", "R", "runs (workbench/finished)", "mean mapped CKA (student)", "initial",
+    lines += markdown_table(["arm", "F", "A", "R", "runs (workbench/finished)", "mean mapped CKA (student)", "initial",
                      "change", f"CKA − {control} (paired)", "95% bootstrap CI", "best probe layer (runs)",
                      "best probe acc", f"mean gain over {control}"], _arm_rows(view))
     lines += ["", "## Alignment vs gain", "", corr, "", alignment_sentence(view), ""]
-    lines += _table(["run", "arm", "seed", "alignment", "initial", "gain", "best probe layer", "best probe acc"],
-                    [[f"`{p.run}`", p.arm, str(p.seed), _num(p.alignment), _num(p.initial), _num(p.gain, True),
-                      "—" if p.probe_layer is None else str(p.probe_layer), _num(p.probe_accuracy)]
+    lines += markdown_table(["run", "arm", "seed", "alignment", "initial", "gain", "best probe layer", "best probe acc"],
+                    [[f"`{p.run}`", p.arm, str(p.seed), format_number(p.alignment), format_number(p.initial), format_number(p.gain, True),
+                      "—" if p.probe_layer is None else str(p.probe_layer), format_number(p.probe_accuracy)]
                      for p in view.runs])
     if view.missing or view.problems:
-        lines += ["", "## Runs left out", ""] + _table(
+        lines += ["", "## Runs left out", ""] + markdown_table(
             ["run", "arm", "seed", "reason"],
             [[f"`{m['run']}`", str(m["arm"] or "?"), str(m["seed"] if m["seed"] is not None else "?"),
               str(m["reason"]).replace("|", "\\|").replace("\n", " ")] for m in view.missing + view.problems])
