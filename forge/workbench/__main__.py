@@ -56,9 +56,10 @@ def _sweep(root: Path, names: list[str], args: argparse.Namespace) -> int:
     runs, _ = discover(root)
     finished = [r for r in runs if (r / "final").is_dir()]
     print(f"forge.workbench: {len(finished)} finished runs of {len(runs)} under {root}")
+    shared: dict = {}  # the arms' common teacher: its features are computed once
     for run in finished:
         if args.redo or not (run / WORKBENCH_DIR / JSON_NAME).is_file():
-            run_workbench(run, names=names, settings=settings_of(args))
+            run_workbench(run, names=names, settings=settings_of(args), shared=shared)
     for path in analyse_sweep(root, args.out or root).values():
         print(f"  wrote {path}")
     return 0

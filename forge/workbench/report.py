@@ -26,9 +26,11 @@ def unknown_analyses(names: Sequence[str]) -> list[str]:
 
 
 def run_workbench(run_dir: Path, *, names: Sequence[str], settings: WorkbenchSettings,
-                  against: Optional[Path] = None, out_dir: Optional[Path] = None) -> dict[str, Any]:
-    """Analyse one run (and `against`); returns what workbench.json holds."""
-    subjects = Subjects.open(run_dir, settings, against)
+                  against: Optional[Path] = None, out_dir: Optional[Path] = None,
+                  shared: Optional[dict] = None) -> dict[str, Any]:
+    """Analyse one run (and `against`); returns what workbench.json holds. `shared`: a dict kept
+    across the runs of a sweep, in which the common teacher's features are computed once."""
+    subjects = Subjects.open(run_dir, settings, against, shared=shared)
     out = Path(out_dir) if out_dir is not None else subjects.run.layout.root / WORKBENCH_DIR
     out.mkdir(parents=True, exist_ok=True)
     registry = analyses()

@@ -53,10 +53,14 @@ class Subjects:
     _features: dict[tuple[str, str], Features] = field(default_factory=dict)
     _data: Any = None
     _teacher_from: Optional[str] = None
+    _teacher_weights: Optional[str] = None
+    #: features shared across the Subjects of one process (`_shared_key`); None: nothing shared
+    shared: Optional[dict[tuple, Features]] = None
 
     @classmethod
-    def open(cls, run_dir: Path, settings: WorkbenchSettings, against: Optional[Path] = None) -> "Subjects":
-        return cls(open_run(run_dir), settings, open_run(against) if against is not None else None)
+    def open(cls, run_dir: Path, settings: WorkbenchSettings, against: Optional[Path] = None,
+             shared: Optional[dict[tuple, Features]] = None) -> "Subjects":
+        return cls(open_run(run_dir), settings, open_run(against) if against is not None else None, shared=shared)
 
     # ---- what is compared ---------------------------------------------------------------------
 
@@ -118,13 +122,30 @@ class Subjects:
     def features(self, name: str, split: str) -> Features:
         key = (name, split)
         if key not in self._features:
+            dataset = self.split(split)
+            shared_key = self._shared_key(name, split, dataset)
+            if shared_key is not None and shared_key in self.shared:
+                self._features[key] = self.shared[shared_key]
+                return self._features[key]
             model = self.model(name)
             assert model is not None, name
-            dataset = self.split(split)
-            collator = self.data().collator
             with tqdm(total=len(dataset), desc=f"features: {name} on {split}", unit="ex", leave=False) as bar:
-                feats = extract(model, dataset, collator, self.view, pooling=self.pooling,
+                feats = extract(model, dataset, self.data().collator, self.view, pooling=self.pooling,
                                 batch_size=self.settings.batch_size, progress=bar.update)
             feats.labels = self.view.labels(dataset, self.split("train"))
             self._features[key] = feats
+            if shared_key is not None:
+                self.shared[shared_key] = feats
         return self._features[key]
+
+    def _shared_key(self, name: str, split: str, dataset: Any) -> Optional[tuple]:
+        """The teacher's features are shared between the runs of a sweep (every arm distils from the
+        same teacher), keyed by its weights and the examples read, so they are computed once."""
+        if name != "teacher" or self.shared is None:
+            return None
+        from forge.teachers.cache.fingerprint import dataset_fingerprint, model_input_columns, state_dict_fingerprint
+
+        if self._teacher_weights is None:
+            self._teacher_weights = state_dict_fingerprint(self.model("teacher"))
+        inputs = dataset_fingerprint(dataset, model_input_columns(dataset, ("input_ids", "prompt_input_ids", "label")))
+        return self._teacher_weights, split, self.pooling, inputs

@@ -24,8 +24,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     import forge
 
     root = tmp_path_factory.mktemp("workbench")
-    dirs = {"kd": root / "kd", "sft": root / "sft"}
+    dirs = {"kd": root / "kd", "sft": root / "sft", "kd_r": root / "kd_r"}
     forge.run(compose_config([*RUN, "mode=kd", "loss=combined_far", f"run_dir={dirs['kd']}"]))
+    forge.run(compose_config([*RUN, "mode=kd", "loss=combined_r", f"run_dir={dirs['kd_r']}"]))
     forge.run(compose_config([*RUN, "mode=sft", f"run_dir={dirs['sft']}"]))
     return dirs
 
@@ -38,7 +39,7 @@ def test_the_workbench_against_plain_sft_reads_the_models_the_runs_scored(runs):
     out = runs["kd"] / "workbench"
     result = json.loads((out / "workbench.json").read_text())
     assert (out / "workbench.md").is_file() and (out / "probe_curves.png").is_file() and (out / "cka_heatmap.png").is_file()
-    post = {name: json.loads((runs[name] / "metrics.json").read_text())["post"] for name in runs}
+    post = {name: json.loads((runs[name] / "metrics.json").read_text())["post"] for name in ("kd", "sft")}
     own = {name: row["own_head"] for name, row in result["head"]["scores"].items()}
     assert own["student"] == pytest.approx(post["kd"]["student"]["validation/accuracy"])
     assert own["against"] == pytest.approx(post["sft"]["student"]["validation/accuracy"])
@@ -61,6 +62,25 @@ def test_an_sft_run_alone_has_probes_but_no_teacher_to_align_with(runs, tmp_path
     assert main([str(runs["sft"]), "--analyses", "probe,cka", "--out", str(tmp_path / "wb")]) == 0
     result = json.loads((tmp_path / "wb" / "workbench.json").read_text())
     assert list(result["probe"]["curves"]) == ["student"] and "no teacher" in result["cka"]["skipped"]
+
+
+def test_the_sweep_form_analyses_every_run_and_computes_the_common_teacher_once(runs, monkeypatch):
+    import forge.workbench.subjects as subjects
+    from forge.workbench.__main__ import main
+
+    calls: list[int] = []
+    real_extract = subjects.extract
+    monkeypatch.setattr(subjects, "extract", lambda model, *a, **k: calls.append(id(model)) or real_extract(model, *a, **k))
+    root = runs["kd"].parent
+    assert main([str(root), "--redo", "--analyses", "probe,cka", "--max-train", "32"]) == 0
+    results = {name: json.loads((runs[name] / "workbench" / "workbench.json").read_text()) for name in runs}
+    assert results["kd"]["probe"]["curves"]["teacher"] == results["kd_r"]["probe"]["curves"]["teacher"]
+    # each KD run: its student on train and eval, its initial student on eval (CKA); the SFT run: its
+    # student (no teacher, so no CKA); the common teacher on train and eval once, not once per run
+    assert len(calls) == 2 * (2 + 1) + 2 + 2
+    view = json.loads((root / "workbench_sweep.json").read_text())
+    assert {arm["arm"] for arm in view["arms"]} == {"ce", "combined_far", "combined_r"}
+    assert (root / "workbench_sweep.md").is_file()
 
 
 def test_bad_input_is_one_line_and_exit_2(runs, tmp_path, capsys):
