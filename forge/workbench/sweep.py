@@ -163,6 +163,10 @@ def correlate(x: Sequence[float], y: Sequence[float], *, n_boot: int = N_CORR_BO
     r = pearson(xs, ys)
     if r is None:
         return Correlation(n, None, None, 0, "alignment or gain is the same in every run (r undefined)")
+    distinct = min(len(np.unique(xs)), len(np.unique(ys)))
+    if distinct < MIN_POINTS:  # e.g. every gain 0 but one: r is that one run, and a bootstrap cannot say so
+        return Correlation(n, r, None, 0, f"one variable takes only {distinct} distinct value(s) over the {n} runs, "
+                                          "so r rests on single runs")
     idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
     xc = xs[idx] - xs[idx].mean(axis=1, keepdims=True)
     yc = ys[idx] - ys[idx].mean(axis=1, keepdims=True)
@@ -350,9 +354,10 @@ def render_markdown(view: SweepView, figures: Mapping[str, Path]) -> str:
     control = view.control or "ce"
     c = view.correlation
     corr = f"Pearson r: not computable ({c.reason}), n = {c.n}." if c.r is None else (
+        f"Pearson r (alignment, gain) = {c.r:+.4f}, n = {c.n} runs, no interval: {c.reason}." if c.boot is None else (
         f"Pearson r (alignment, gain) = {c.r:+.4f}, 95% bootstrap CI {format_interval(c.boot, True)}, n = {c.n} runs "
         f"(`{control}` left out). The runs of all arms are pooled, so an arm that both aligns and gains more "
-        "weighs in as much as the spread within an arm.")
+        "weighs in as much as the spread within an arm."))
     lines = ["# Workbench across the sweep", "",
              f"Runs under `{view.root}`. Metric: {view.metric} ({direction} is better). Gain = a run's metric − "
              f"the `{control}` run of the same seed. Alignment = mean mapped-layer CKA of the student to the "

@@ -172,3 +172,15 @@ def test_correlate_edge_cases():
     assert c.r == pytest.approx(0.8) and c.boot.lo <= 0.8 <= c.boot.hi
     assert correlate([1.0, 2.0, 3.0, 4.0], [1.0, 3.0, 2.0, 4.0]) == c  # seeded: reproducible
     assert not math.isnan(c.boot.lo)
+
+
+def test_a_correlation_resting_on_one_run_gets_no_interval():
+    """Every gain 0 but one (students stuck on the majority class): r is that single run's doing,
+    and a bootstrap over runs would dress it up as an interval that excludes 0."""
+    from forge.workbench.sweep import correlate
+
+    alignment = [0.30, 0.31, 0.32, 0.33, 0.34, 0.35]
+    gain = [0.0, 0.0, 0.0, 0.05, 0.0, 0.0]
+    c = correlate(alignment, gain)
+    assert c.r == pytest.approx(float(np.corrcoef(alignment, gain)[0, 1]))
+    assert c.boot is None and "2 distinct" in c.reason
