@@ -83,6 +83,21 @@ def test_the_sweep_form_analyses_every_run_and_computes_the_common_teacher_once(
     assert (root / "workbench_sweep.md").is_file()
 
 
+def test_per_token_cka_where_teacher_and_student_share_a_tokenizer(runs, tmp_path):
+    """pooling=tokens: one row per real token. The MiniLM pair shares bert-base-uncased's vocabulary,
+    so both read the same token rows and CKA compares them; probes (one label per example) say why not."""
+    from forge.workbench.__main__ import main
+
+    out = tmp_path / "tokens"
+    assert main([str(runs["kd"]), "--pooling", "tokens", "--analyses", "probe,cka", "--out", str(out)]) == 0
+    result = json.loads((out / "workbench.json").read_text())
+    assert "one label per example" in result["probe"]["skipped"]
+    assert main([str(runs["kd"]), "--analyses", "cka", "--out", str(tmp_path / "cls")]) == 0
+    pooled = json.loads((tmp_path / "cls" / "workbench.json").read_text())["cka"]
+    assert len(result["cka"]["matrix"]["student"]) == 7 and result["cka"]["layer_map"] == pooled["layer_map"]
+    assert result["cka"]["matrix"]["student"] != pooled["matrix"]["student"]  # token rows, not [CLS] rows
+
+
 def test_bad_input_is_one_line_and_exit_2(runs, tmp_path, capsys):
     from forge.workbench.__main__ import main
 

@@ -45,8 +45,6 @@ class CkaAnalysis:
         missing = without_teacher(subjects)
         if missing is not None:
             return missing
-        if subjects.pooling == "tokens":
-            return skipped("CKA compares examples row by row; pooling=tokens gives each model its own token rows")
         s = subjects.settings
         teacher = subjects.features("teacher", "eval")
         students = [n for n in subjects.names() if n != "teacher"] + ["initial"]
@@ -55,6 +53,10 @@ class CkaAnalysis:
         matrices, mapped = {}, {}
         for name in students:
             feats = subjects.features(name, "eval")
+            if len(feats.layers[0]) != len(teacher.layers[0]):  # per token: the two tokenisations differ
+                return skipped(f"pooling=tokens compares token rows, and the {name} read {len(feats.layers[0])} real "
+                               f"tokens where the teacher read {len(teacher.layers[0])} (different tokenizers); "
+                               "use --pooling cls, mean or last")
             matrix = cka_matrix(teacher.layers, feats.layers, debiased=s.debiased, batch_size=s.cka_batch_size)
             matrices[name] = matrix
             mapped[name] = [asdict(m) for m in layer_map_report(matrix, dict(pairs))]

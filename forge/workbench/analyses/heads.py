@@ -71,6 +71,8 @@ class HeadAnalysis:
     title = "Head fine-tuning"
 
     def run(self, subjects: Subjects, out_dir: Path) -> Section:
+        if subjects.pooling == "tokens":
+            return skipped("a head reads one feature vector per example; pooling=tokens gives one row per token (use cls, mean or last)")
         missing = without_teacher(subjects)
         if missing is not None:
             return missing

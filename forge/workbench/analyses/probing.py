@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from forge.workbench.analyses import Section
+from forge.workbench.analyses import Section, skipped
 from forge.workbench.figures import probe_curves
 from forge.workbench.probes import probe_layers
 from forge.workbench.subjects import Subjects
@@ -23,6 +23,8 @@ class ProbeAnalysis:
     title = "Linear probes"
 
     def run(self, subjects: Subjects, out_dir: Path) -> Section:
+        if subjects.pooling == "tokens":
+            return skipped("probes predict one label per example; pooling=tokens gives one row per token (use cls, mean or last)")
         metric_name, metric = subjects.view.probe_metric(subjects.run.handler())
         if metric_name == "accuracy":  # the probe's accuracy already: not a second column
             metric_name, metric = None, None
