@@ -133,3 +133,22 @@ def test_the_workbench_on_a_decoder_run_probes_target_length_and_compares_transl
     assert result["disagreement"]["examples"] == 6 and 0.0 <= chrf["mean_chrf_vs_teacher"] <= 100.0
     assert all(w["chrf"] >= chrf["worst"][0]["chrf"] for w in chrf["worst"])
     assert "LM head" in result["head"]["skipped"]
+
+
+def test_the_workbench_reads_a_vision_language_models_language_layers(tmp_path):
+    """The image path: a KD run on synthetic pages (tiny Qwen3-VL pair) is read at its page prompt,
+    pixels included, through the language model's layers (2 student blocks, 4 teacher blocks)."""
+    import forge
+    from forge.workbench.__main__ import main
+    from tests.integration.test_vlm_runs import VLM_TINY
+
+    run_dir = tmp_path / "run"
+    forge.run(compose_config([*VLM_TINY, "task.num_train=12", "task.num_validation=4", "task.max_length=1024",
+                              "mode=kd", "loss=combined_f",
+                              "teacher_strategy=frozen_base", f"run_dir={run_dir}"]))
+    assert main([str(run_dir), "--analyses", "probe,cka,disagreement"]) == 0
+    result = json.loads((run_dir / "workbench" / "workbench.json").read_text())
+    assert [len(result["probe"]["curves"][m]) for m in ("student", "teacher")] == [3, 5]
+    assert len(result["cka"]["matrix"]["student"]) == 5 and len(result["cka"]["matrix"]["student"][0]) == 3
+    assert result["disagreement"]["examples"] == 4
+    assert result["probe"]["curves"]["student"][0]["control_accuracy"] is None  # every page prompt: the same ids

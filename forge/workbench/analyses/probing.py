@@ -12,10 +12,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from forge.workbench.analyses import Section, skipped
 from forge.workbench.figures import probe_curves
 from forge.workbench.probes import probe_layers
 from forge.workbench.subjects import Subjects
+
+
+#: the control task needs types that recur and differ; page prompts, for one, are the same ids for
+#: every page (the page is in the pixels), so their types are all one and no control is run
+MIN_CONTROL_TYPES = 4
 
 
 class ProbeAnalysis:
@@ -31,9 +38,14 @@ class ProbeAnalysis:
         curves: dict[str, list[dict[str, Any]]] = {}
         for name in subjects.names():
             train, evaluation = subjects.features(name, "train"), subjects.features(name, "eval")
+            if len(np.unique(train.labels)) < 2:  # e.g. every target cut to the same length by max_length
+                return skipped(f"the probe's label ({subjects.view.probe_label}) takes one value on the "
+                               f"{len(train.labels)} training examples read")
+            control = len(np.unique(train.types)) >= MIN_CONTROL_TYPES
             curves[name] = probe_layers(train.layers, train.labels, evaluation.layers, evaluation.labels,
-                                        seed=subjects.settings.seed, control_types_train=train.types,
-                                        control_types_eval=evaluation.types, metric=metric)
+                                        seed=subjects.settings.seed, metric=metric,
+                                        control_types_train=train.types if control else None,
+                                        control_types_eval=evaluation.types if control else None)
         best = {name: max(rows, key=lambda r: (r["metric"] if r["metric"] is not None else r["accuracy"]))
                 for name, rows in curves.items()}
         figure = probe_curves(curves, out_dir / "probe_curves.png", label=subjects.view.probe_label)
