@@ -1,0 +1,96 @@
+"""INT4 quantization-aware training of the student through torchao (the student recipe's quantizer).
+
+`prepare` swaps every quantizable linear layer for torchao's fake-quantized one: the forward pass
+sees weights rounded to 4-bit levels per group (straight-through gradients), so training, and
+distillation, learn weights that survive rounding. `convert` (after LoRA is merged) replaces the
+fake quantization by real 4-bit weights (torchao's int4 values held in int8, with a scale and zero
+point per group). The converted forward equals the fake-quantized one exactly.
+
+Schemes (`model.student.quantization.scheme`):
+- `int4_weight_only`: weights int4 per group, activations float (torchao `IntxWeightOnlyConfig`);
+- `int8_dynamic_act_int4_weight`: also fake-quantizes activations to int8 per token
+  (`Int8DynamicActivationIntxWeightConfig`);
+- `int4_tinygemm`: torchao's packed int4 kernel layout (`Int4WeightOnlyConfig`), CUDA only.
+
+Which layers: every `nn.Linear` except the output heads (`lm_head`, `classifier`, `score`): a tied
+LM head shares the embedding matrix, and a classifier head is a few hundred weights. Each layer's
+input width must be a multiple of `group_size`; `problems` says which layer is not, before anything
+trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+
+from forge.config.errors import ConfigProblem
+
+SCHEMES = ("int4_weight_only", "int8_dynamic_act_int4_weight", "int4_tinygemm")
+CUDA_ONLY = ("int4_tinygemm",)
+HEAD_NAMES = ("lm_head", "classifier", "score")
+
+
+def quantizable_linears(model: torch.nn.Module) -> Iterator[tuple[str, torch.nn.Linear]]:
+    """(name, layer) of every linear layer this recipe quantizes (module docstring)."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in HEAD_NAMES:
+            yield name, module
+
+
+@dataclass(frozen=True)
+class Int4QAT:
+    """The `int4_qat` quantizer: `prepare` before LoRA, `convert` after LoRA is merged."""
+
+    group_size: int = 32
+    scheme: str = "int4_weight_only"
+
+    def base_config(self) -> Any:
+        from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig
+        from torchao.quantization.granularity import PerGroup
+
+        if self.scheme == "int8_dynamic_act_int4_weight":
+            return Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4,
+                                                         weight_granularity=PerGroup(self.group_size))
+        if self.scheme == "int4_tinygemm":
+            from torchao.quantization import Int4WeightOnlyConfig
+
+            return Int4WeightOnlyConfig(group_size=self.group_size)
+        return IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(self.group_size))
+
+    def problems(self, model: torch.nn.Module, key: str = "model.student.quantization") -> list[ConfigProblem]:
+        """Everything that would make prepare/convert fail or quantize nothing, said per key."""
+        if self.scheme not in SCHEMES:
+            return [ConfigProblem(f"{key}.scheme", "is not a quantization scheme.", self.scheme,
+                                  f"valid: {', '.join(SCHEMES)}")]
+        problems = []
+        if self.scheme in CUDA_ONLY and not torch.cuda.is_available():
+            problems.append(ConfigProblem(f"{key}.scheme", "needs torchao's CUDA int4 kernels; this machine has no "
+                                          "CUDA device.", self.scheme,
+                                          "use scheme=int4_weight_only (the same int4 weights, fake-quantized on CPU)"))
+        layers = list(quantizable_linears(model))
+        if not layers:
+            problems.append(ConfigProblem(key, f"finds no linear layer to quantize in {type(model).__name__} "
+                                          "(torchao quantizes nn.Linear weights only).", "int4_qat",
+                                          "use a transformer student, or drop model.student.quantization"))
+        uneven = [f"{name} ({layer.in_features})" for name, layer in layers if layer.in_features % self.group_size]
+        if uneven:
+            problems.append(ConfigProblem(f"{key}.group_size", "does not divide the input width of "
+                                          f"{', '.join(uneven[:4])}{' ...' if len(uneven) > 4 else ''}.", self.group_size,
+                                          "pick a group size that divides every layer's input width (e.g. 32 or 64)"))
+        return problems
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        return self._apply(model, "prepare")
+
+    def convert(self, model: torch.nn.Module) -> torch.nn.Module:
+        return self._apply(model, "convert")
+
+    def _apply(self, model: torch.nn.Module, step: str) -> torch.nn.Module:
+        from torchao.quantization import quantize_
+        from torchao.quantization.qat import QATConfig
+
+        chosen = {id(layer) for _, layer in quantizable_linears(model)}
+        quantize_(model, QATConfig(self.base_config(), step=step), filter_fn=lambda m, _: id(m) in chosen)
+        return model
