@@ -51,7 +51,7 @@ def settings_of(args: argparse.Namespace) -> WorkbenchSettings:
 
 def _sweep(root: Path, names: list[str], args: argparse.Namespace) -> int:
     from forge.study.runs import discover
-    from forge.workbench.sweep import analyse_sweep
+    from forge.workbench.sweep_report import analyse_sweep
 
     runs, _ = discover(root)
     finished = [r for r in runs if (r / "final").is_dir()]

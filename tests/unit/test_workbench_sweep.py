@@ -13,15 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from forge.workbench.sweep import (
-    alignment_sentence,
-    analyse_sweep,
-    correlate,
-    load_workbench,
-    sweep_view,
-    workbench_file,
-    write_sweep_view,
-)
+from forge.workbench.sweep import correlate, load_workbench, sweep_view, workbench_file
+from forge.workbench.sweep_report import alignment_sentence, analyse_sweep, write_sweep_view
 
 METRIC = "validation/accuracy"
 LOSSES = {
@@ -126,8 +119,8 @@ def test_files_are_written_and_the_json_round_trips(tmp_path):
     assert set(paths) == {"markdown", "json", "scatter"} and all(p.is_file() for p in paths.values())
     assert paths["scatter"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(paths["json"].read_text())
-    assert data == json.loads(json.dumps(view.to_json() | {"root": str(root), "figures": {
-        "scatter": "alignment_vs_gain.png"}}))
+    assert data == json.loads(json.dumps(view.to_json() | {"sentence": alignment_sentence(view), "root": str(root),
+                                                           "figures": {"scatter": "alignment_vs_gain.png"}}))
     arm_f = next(a for a in data["arms"] if a["arm"] == "combined_f")
     assert arm_f["F"] is True and arm_f["cka_student"] == pytest.approx(0.61667, abs=1e-5)
     assert data["correlation"]["r"] == pytest.approx(view.correlation.r) and data["correlation"]["n"] == 6
