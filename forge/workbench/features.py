@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from forge.data.base import model_inputs
+from forge.decoding.vision import vision_inputs
 from forge.workbench.cka import pooled_features
 
 #: prompt-side batch keys of the prompt → completion collators (`forge.data.causal_collate`)
@@ -92,9 +93,8 @@ class PromptView(FeatureView):
     probe_label = f"the target's length bucket ({LENGTH_BUCKETS} training-set quantiles of its tokens)"
 
     def inputs(self, batch: dict[str, Any]) -> tuple[dict[str, Any], torch.Tensor]:
-        extra = {k: batch[k] for k in ("pixel_values", "image_grid_thw") if k in batch}  # a page prompt's image
-        if "prompt_mm_token_type_ids" in batch:  # which prompt positions are image tokens
-            extra["mm_token_type_ids"] = batch["prompt_mm_token_type_ids"]
+        vision = vision_inputs(batch)  # a page prompt's pixels and which prompt positions are image tokens
+        extra = vision.model_kwargs() if vision is not None else {}
         return {"input_ids": batch[PROMPT_IDS], "attention_mask": batch[PROMPT_MASK], **extra}, batch[PROMPT_MASK]
 
     def labels(self, dataset: Any, reference: Any) -> np.ndarray:
