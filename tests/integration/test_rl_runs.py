@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import compose_config
-from tests.integration.stopping import signal_when_sealed
+from tests.integration.stopping import stop_then_resume
 from tests.integration.test_decoder_runs import DECODER_TINY
 
 pytestmark = pytest.mark.integration
@@ -89,18 +89,13 @@ def test_a_stopped_lora_run_resumes_to_the_uninterrupted_run(tmp_path):
     """A signal after the step-2 checkpoint; the relaunch samples the same completions (generation
     is seeded per step), so every step's rewards, loss and gradient norm, and the final scores,
     equal the uninterrupted run's. The LoRA student samples through its adapters."""
-    from forge.runtime.signals import RunInterrupted
 
     config = [TOY, "trainer.max_steps=4", "trainer.save_steps=2", "model.student.lora.enabled=true",
               "rl.beta=0.04", "trainer.learning_rate=1e-3"]
     reference, stopped = tmp_path / "uninterrupted", tmp_path / "stopped"
     expected = run(reference, *config)
 
-    signal_when_sealed(stopped / "checkpoint-2")
-    with pytest.raises(RunInterrupted):
-        run(stopped, *config, "signals.on_signal=exit")
-    resumed = run(stopped, *config)
-    assert "Resuming from" in (stopped / "output.log").read_text()
+    resumed = stop_then_resume(run, stopped, *config)
     want, got = steps(reference), steps(stopped)
     assert [e["step"] for e in got] == [1, 2, 3, 4] or [e["step"] for e in got][-2:] == [3, 4]
     by_step = {e["step"]: e for e in got}

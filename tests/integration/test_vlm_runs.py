@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import compose_config
-from tests.integration.stopping import signal_when_sealed
+from tests.integration.stopping import stop_then_resume
 
 pytestmark = pytest.mark.integration
 
@@ -85,16 +85,10 @@ def test_a_server_teacher_that_takes_no_images_is_refused(tmp_path):
 
 
 def test_a_stopped_page_run_resumes_to_the_uninterrupted_run(tmp_path):
-    from forge.runtime.signals import RunInterrupted
-
     config = ["mode=kd", "loss=combined_r", "teacher_strategy=frozen_base", "trainer.max_steps=4", "trainer.save_steps=2"]
     expected = run(tmp_path / "uninterrupted", *config)
     stopped = tmp_path / "stopped"
-    signal_when_sealed(stopped / "checkpoint-2")
-    with pytest.raises(RunInterrupted):
-        run(stopped, *config, "signals.on_signal=exit")
-    resumed = run(stopped, *config)
-    assert "Resuming from" in (stopped / "output.log").read_text()
+    resumed = stop_then_resume(run, stopped, *config)
     assert [e["loss"] for e in logged(stopped)][-2:] == [e["loss"] for e in logged(tmp_path / "uninterrupted")][-2:]
     assert resumed["post"] == expected["post"]
 
