@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from forge.config.errors import ConfigError, ForgeFailure
-from forge.config.launcher import check_launcher_overrides, in_multirun, job_run_dir
+from forge.config.launcher import check_launcher_overrides, dotted_group_overrides, in_multirun, job_run_dir
 from forge.config.schema import register_schemas
 
 register_schemas()
@@ -64,6 +64,7 @@ def _remove_hydra_run_dir_if_empty() -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = dotted_group_overrides(sys.argv[1:])
     problem = check_launcher_overrides(sys.argv[1:])
     if problem:
         print(f"forge: {problem}", file=sys.stderr)

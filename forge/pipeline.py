@@ -90,8 +90,20 @@ def _stages(s: RunSession) -> dict[str, Any]:
     if not s.plan.mode.trains:  # mode=eval: the scores are the result; nothing trained, nothing to save
         return report(s, data, pre, dict(pre), train={"global_step": 0}, peak=None, step=0)
     trained = train(s, data, processor, student, teacher, scorer(s, data))
+    student = deployed_student(s, student)
     post = post_evaluate(s, student, teacher, pre, local_scorer(s, data))
     return save_and_report(s, data, processor, student, teacher, pre, post, trained)
+
+
+def deployed_student(s: RunSession, student: torch.nn.Module) -> torch.nn.Module:
+    """What the post-training scores and final/ are of: the trained student, or for a quantized
+    student its converted form (forge.models.recipe.final_form says why)."""
+    from forge.models.recipe import final_form
+
+    if s.plan.quantizer is None:
+        return student
+    log.info("Converting the student for final/ and its scores (%s)", s.plan.quantizer.recipe())
+    return final_form(student, s.plan.quantizer)
 
 
 # ---- data, student, teacher ---------------------------------------------------------------------
@@ -119,7 +131,7 @@ def build_student_stage(s: RunSession, processor: Any) -> torch.nn.Module:
     plan, cfg = s.plan, s.cfg
     student = build_student(cfg.model.student, processor, kind=plan.handler.model_kind,
                             num_labels=plan.handler.num_labels, attn_implementation=plan.attn_implementation,
-                            seed=int(cfg.seed))
+                            seed=int(cfg.seed), quantizer=plan.quantizer)
     if plan.mode.uses_loss:
         with seeded(derived_seed(cfg.seed, "loss_projections")):
             plan.loss.bind(plan.student_info, plan.teacher_info)
@@ -328,13 +340,25 @@ def report(s: RunSession, data: Any, pre: dict[str, Any], post: dict[str, Any], 
                        teacher_pre=pre.get("teacher", {}).get(key), teacher_post=post.get("teacher", {}).get(key),
                        greater_is_better=handler.greater_is_better)
     metrics = {"primary_metric": key, "greater_is_better": handler.greater_is_better, "pre": pre, "post": post,
-               "transfer_gap": gap.as_dict(), "peak": peak, "train": train}
+               "transfer_gap": gap.as_dict(), "peak": peak, "train": train, **_final_facts(s)}
     if s.ranks.is_main:
         write_json_atomic(s.layout.metrics, metrics)
     s.tracker.log(flatten({"post": post}), step=step)
     s.tracker.summary({"pre": pre, "post": post, "transfer_gap": gap.as_dict(), "peak": peak})
     log.info("Results\n%s\n\nrun directory: %s", format_report(pre, post, gap), s.layout.root)
     return metrics
+
+
+def _final_facts(s: RunSession) -> dict[str, Any]:
+    """{"final": size on disk (and the quantization recipe)} for a run that saved final/, else {}."""
+    from forge.models.int4_checkpoint import directory_bytes
+
+    if not s.layout.final.is_dir():
+        return {}
+    quantizer = s.plan.quantizer
+    facts = {"bytes": directory_bytes(s.layout.final), "quantization": quantizer.recipe() if quantizer else None}
+    log.info("final/: %.1f MB on disk%s", facts["bytes"] / 1e6, f" ({facts['quantization']})" if quantizer else "")
+    return {"final": facts}
 
 
 def _full_states(s: RunSession, trainer: Any) -> dict[str, Optional[dict[str, Any]]]:
@@ -359,7 +383,7 @@ def _save_trained(s: RunSession, processor: Any, student: torch.nn.Module, teach
 
     from forge.models.recipe import save_final
 
-    save_final(student, processor, s.layout.final, state_dict=states.get("student"))
+    save_final(student, processor, s.layout.final, state_dict=states.get("student"), quantizer=s.plan.quantizer)
     loss = s.plan.loss
     if s.plan.mode.uses_loss and any(True for _ in loss.parameters()):
         loss_state = states.get("loss") or loss.state_dict()

@@ -47,6 +47,7 @@ class RunPlan:
     cache: Optional[CachePlan] = None
     teacher_needs: Optional[TeacherNeeds] = None
     teacher_kind: Optional[TeacherKind] = None
+    quantizer: Any = None  # model.student.quantization built (a forge.models.recipe.StudentQuantizer)
 
 
 def teacher_head_will_be_trained(cfg: DictConfig, kind: str = "classification") -> bool:
@@ -77,6 +78,7 @@ def build_plan(cfg: DictConfig) -> RunPlan:
     head_trained = teacher_head_will_be_trained(cfg, kind)
     needs_teacher = bool(mode is not None and mode.needs_teacher)
     student_info, teacher_info = _model_infos(cfg, handler, kind, head_trained, needs_teacher, problems)
+    quantizer = _student_quantizer(cfg, handler, kind, problems) if student_info is not None else None
     backend_cls, caps = _teacher_backend(cfg, problems) if needs_teacher else (None, None)
     if caps is not None:  # what the backend gives for *this task's* prompts (pages: maybe generation only)
         caps = caps.for_prompts(images=bool(getattr(handler, "reads_images", False)))
@@ -97,7 +99,7 @@ def build_plan(cfg: DictConfig) -> RunPlan:
         mode=mode, handler=handler, loss=loss, student_info=student_info, teacher_info=teacher_info,
         teacher_head_trained=head_trained, tracker=tracker, backend_cls=backend_cls, cache=cache,
         attn_implementation="eager" if mode.uses_loss and loss.needs.attentions else "sdpa",
-        teacher_needs=needs,
+        teacher_needs=needs, quantizer=quantizer,
         teacher_kind=teacher_kind(cfg, backend_cls=backend_cls, cache_enabled=cache.enabled) if needs else None,
     )
 
@@ -161,6 +163,31 @@ def _model_infos(cfg: DictConfig, handler: Any, kind: str, head_trained: bool, n
                 problems.add(key, f"cannot read the model's config: {exc}", spec.name_or_path)
         infos.append(info)
     return infos[0], infos[1]
+
+
+def _student_quantizer(cfg: DictConfig, handler: Any, kind: str, problems: ProblemCollector) -> Any:
+    """model.student.quantization built, and checked against the student's layers (built on the meta
+    device: no weights load) so a recipe that cannot apply fails here, not after the model loads."""
+    from forge.models.recipe import quantizer_of
+    from forge.models.skeleton import model_skeleton
+
+    key = "model.student.quantization"
+    node = cfg.model.student.get("quantization")
+    if node is None:
+        return None
+    quantizer = _built(problems, key, lambda: quantizer_of(cfg.model.student))
+    if quantizer is None:
+        return None
+    if sharded(cfg):
+        problems.add(key, "cannot be combined with distributed=fsdp (the int4 model is converted from "
+                     "whole weights).", node.get("name"), "use distributed=ddp")
+    try:
+        skeleton = model_skeleton(cfg.model.student, kind=kind, num_labels=getattr(handler, "num_labels", None))
+    except Exception as exc:  # noqa: BLE001 - reported as a config problem
+        problems.add(key, f"cannot build the student's layers to check them: {exc}", node.get("name"))
+        return quantizer
+    problems.extend(quantizer.problems(skeleton, key))
+    return quantizer
 
 
 def _teacher_backend(cfg: DictConfig, problems: ProblemCollector) -> tuple[Optional[type], Any]:

@@ -124,19 +124,19 @@ class RunView:
             if not self.layout.final.is_dir():
                 raise RunNotReadable(f"{self.layout.root} has no final/ (status {self.status}); pass "
                                      f"checkpoint=<step> (complete: {[p.name for p in self.checkpoints()]})")
-            from forge.models.loading import auto_class_for
+            from forge.models.recipe import load_final
 
-            return auto_class_for(self.handler().model_kind).from_pretrained(str(self.layout.final)).eval()
+            return load_final(self.layout.final, self.handler().model_kind)
         return self._student_from(self._checkpoint_dir(checkpoint))
 
     def initial_student(self) -> Any:
         """The student as the run built it before its first step (the same recipe, LoRA included,
         and the same seed: its new head is the head the run started from)."""
-        from forge.models.recipe import build_student
+        from forge.models.recipe import build_student, quantizer_of
 
-        handler = self.handler()
-        return build_student(self.config.model.student, self.processor(), kind=handler.model_kind,
-                             num_labels=handler.num_labels, seed=int(self.config.seed)).eval()
+        handler, spec = self.handler(), self.config.model.student
+        return build_student(spec, self.processor(), kind=handler.model_kind, num_labels=handler.num_labels,
+                             seed=int(self.config.seed), quantizer=quantizer_of(spec)).eval()
 
     def teacher(self) -> Any:
         """The teacher as the run distilled from it (None when the run had none)."""

@@ -19,6 +19,24 @@ _LAUNCHER_KEY = re.compile(r"^\+{0,2}hydra\.launcher\.([A-Za-z_][\w]*)(?:\.[\w.]
 _COMPOSE_KEYS = ("hydra/launcher=", "experiment=", "+experiment=")
 
 
+_DOTTED_CHOICE = re.compile(r"^(\+{0,2}|~)([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)=([\w,]*)$")
+
+
+def dotted_group_overrides(argv: Sequence[str]) -> list[str]:
+    """Hydra selects a nested config group with slashes (`model/student/quantization=int4_qat`); a
+    user writes the key they see in the config (`model.student.quantization=int4_qat`). An override
+    whose dotted key is a config group under conf/ and whose value is option names becomes the group
+    choice; every other argument is left as it is."""
+    out = []
+    for arg in argv:
+        match = _DOTTED_CHOICE.match(arg)
+        group = match.group(2).replace(".", "/") if match else None
+        if group is not None and (CONF_DIR / group).is_dir():
+            arg = f"{match.group(1)}{group}={match.group(3)}"
+        out.append(arg)
+    return out
+
+
 def in_multirun() -> bool:
     """True inside a job of a Hydra multirun (`-m`), local or submitted."""
     from hydra.core.hydra_config import HydraConfig

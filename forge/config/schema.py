@@ -48,6 +48,26 @@ class LoraSpec:
 
 
 @dataclass
+class QuantizationConfig:
+    """`model.student.quantization` (conf/model/student/quantization/<name>.yaml): a StudentQuantizer
+    (forge.models.recipe) built by `_target_`; one subclass per option."""
+
+    _target_: str = MISSING
+    name: str = MISSING
+
+
+@dataclass
+class Int4QATConfig(QuantizationConfig):
+    """int4_qat: forge.models.quantization.Int4QAT. scheme: int4_weight_only |
+    int8_dynamic_act_int4_weight | int4_tinygemm (CUDA); group_size must divide each layer's input width."""
+
+    _target_: str = "forge.models.quantization.Int4QAT"
+    name: str = "int4_qat"
+    group_size: int = at_least(1, default=32)
+    scheme: str = "int4_weight_only"
+
+
+@dataclass
 class ModelSpec:
     """One model (student or teacher).
 
@@ -65,6 +85,8 @@ class ModelSpec:
     revision: Optional[str] = None
     lora: LoraSpec = field(default_factory=LoraSpec)
     config_overrides: Any = None
+    # Read for the student only: `model.student.quantization=int4_qat` (QAT: fake-quantized training, int4 final/).
+    quantization: Optional[QuantizationConfig] = None
 
 
 @dataclass
@@ -386,6 +408,7 @@ def register_schemas() -> None:
     cs.store(group="schema/task", name="ocr_synth", node=OcrSynthTaskConfig)
     cs.store(group="schema/task", name="olmocr_bench", node=OlmocrBenchTaskConfig)
     cs.store(group="schema/task", name="omnidocbench", node=OmniDocBenchTaskConfig)
+    cs.store(group="schema/quantization", name="int4_qat", node=Int4QATConfig)
     cs.store(group="schema/logger", name="none", node=NullLoggerConfig)
     cs.store(group="schema/logger", name="wandb", node=WandbLoggerConfig)
     cs.store(group="schema/teacher_backend", name="hf", node=HFBackendConfig)

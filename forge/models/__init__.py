@@ -26,6 +26,7 @@ _EXPORTS = {
     "merged_for_saving": "forge.models.lora",
     "build_student": "forge.models.recipe",
     "save_final": "forge.models.recipe",
+    "load_final": "forge.models.recipe",
     "model_kind": "forge.models.kinds",
     "resolve_packaged_dir": "forge.models.packaged",
     "PackagedModelError": "forge.models.packaged",

@@ -45,6 +45,11 @@ class Int4QAT:
 
     group_size: int = 32
     scheme: str = "int4_weight_only"
+    name: str = "int4_qat"
+
+    def recipe(self) -> dict[str, Any]:
+        """What `final/quantization.json` and metrics.json record of this quantizer."""
+        return {"method": self.name, "scheme": self.scheme, "group_size": self.group_size}
 
     def base_config(self) -> Any:
         from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig
@@ -86,6 +91,12 @@ class Int4QAT:
 
     def convert(self, model: torch.nn.Module) -> torch.nn.Module:
         return self._apply(model, "convert")
+
+    def save(self, model: torch.nn.Module, directory: str) -> None:
+        """Write the converted model (real int4 weights) into `directory` (forge.models.int4_checkpoint)."""
+        from forge.models.int4_checkpoint import save_quantized
+
+        save_quantized(model, directory, self.recipe())
 
     def _apply(self, model: torch.nn.Module, step: str) -> torch.nn.Module:
         from torchao.quantization import quantize_

@@ -13,6 +13,7 @@ wrap the fake-quantised layers, and be merged before they are converted.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
@@ -25,12 +26,25 @@ from forge.runtime.seeds import seeded
 
 
 class StudentQuantizer(Protocol):
-    """A quantization recipe for the student (none today): `prepare` before LoRA (e.g. fake-quant
-    observers for QAT), `convert` after LoRA is merged (e.g. to real low-bit weights)."""
+    """A quantization recipe for the student (`model.student.quantization`, e.g.
+    forge.models.quantization.Int4QAT): `prepare` before LoRA (fake quantization for QAT), `convert`
+    after LoRA is merged (real low-bit weights), `save` writes the converted model."""
 
     def prepare(self, model: Any) -> Any: ...
 
     def convert(self, model: Any) -> Any: ...
+
+    def save(self, model: Any, directory: str) -> None: ...
+
+
+def quantizer_of(spec: Any) -> Optional[StudentQuantizer]:
+    """The StudentQuantizer `spec.quantization` builds (`_target_`), or None for a full-precision student."""
+    node = spec.get("quantization") if hasattr(spec, "get") else getattr(spec, "quantization", None)
+    if node is None:
+        return None
+    import hydra.utils
+
+    return hydra.utils.instantiate(node, _convert_="all")
 
 
 def tokenizer_of(processor: Any) -> Any:
@@ -52,20 +66,34 @@ def build_student(spec: Any, processor: Any, *, kind: str, num_labels: Optional[
     return apply_lora(model, s.lora, kind)
 
 
+def final_form(model: Any, quantizer: Optional[StudentQuantizer] = None) -> Any:
+    """The model as final/ will hold it: LoRA merged (into a copy), then converted by the quantizer.
+
+    Why a quantized run scores this and not the trained model: LoRA adapters train in float on top of
+    the fake-quantized base (quant(W)x + BAx), while the deployed layer is quant(W + BA)x; only the
+    converted model is what a user of final/ gets."""
+    merged = merged_for_saving(model)
+    if quantizer is None:
+        return merged
+    return quantizer.convert(merged if merged is not model else copy.deepcopy(model))
+
+
 def save_final(model: Any, processor: Any, out_dir: str | os.PathLike, *,
                quantizer: Optional[StudentQuantizer] = None, state_dict: Optional[dict[str, Any]] = None) -> Path:
     """merge LoRA → quantize (convert) → save model + processor into `out_dir` atomically (a temp dir,
     then a rename), so a run killed mid-save never leaves a `final/` that looks complete. Replaces an
     existing `out_dir`. The model given stays usable (LoRA is merged into a copy). `state_dict`: the
-    weights to write instead of the model's own (a sharded model's, gathered by every rank)."""
+    weights to write instead of the model's own (a sharded model's, gathered by every rank). With a
+    quantizer, a copy is converted (the model given keeps training-time fake quantization)."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    merged = merged_for_saving(model)
-    if quantizer is not None:
-        merged = quantizer.convert(merged)
+    merged = final_form(model, quantizer)  # a model already in final form passes through unchanged
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        merged.save_pretrained(str(tmp), safe_serialization=True, state_dict=state_dict)
+        if quantizer is not None:
+            quantizer.save(merged, str(tmp))
+        else:
+            merged.save_pretrained(str(tmp), safe_serialization=True, state_dict=state_dict)
         if processor is not None:
             processor.save_pretrained(str(tmp))
         old = None
@@ -79,6 +107,24 @@ def save_final(model: Any, processor: Any, out_dir: str | os.PathLike, *,
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def load_final(directory: str | os.PathLike, kind: Optional[str] = None) -> Any:
+    """A run's final/ model in eval mode: `forge.models.load_final("RUN/final")`. A quantized run's
+    int4 model comes back with its int4 weights (forge.models.int4_checkpoint); any other loads with
+    the kind's Auto class (`kind`, e.g. "causal_lm"), or the class config.json names."""
+    from forge.models.int4_checkpoint import is_quantized_dir, load_quantized
+
+    if is_quantized_dir(directory):
+        return load_quantized(directory)
+    if kind is not None:
+        from forge.models.loading import auto_class_for
+
+        return auto_class_for(kind).from_pretrained(str(directory)).eval()
+    import transformers
+
+    architecture = transformers.AutoConfig.from_pretrained(str(directory)).architectures[0]
+    return getattr(transformers, architecture).from_pretrained(str(directory)).eval()
 
 
 def _safetensors_state(directory: Path, name: str) -> Optional[dict[str, Any]]:

@@ -1,0 +1,95 @@
+"""Tiny real QAD runs: the packaged SmolLM2 student trained through torchao fake quantization in
+every mode (gkd on- and off-policy, kd with LoRA, rl, sft), its final/ the real int4 model. The
+int4 final/ scores exactly what the fake-quantized student scored at the end of training (greedy
+generation through the same rounded weights), and a stopped run resumes to the uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import compose_config
+from tests.integration.stopping import stop_then_resume
+from tests.integration.test_decoder_runs import DECODER_TINY
+
+pytestmark = pytest.mark.integration
+
+INT4 = "model/student/quantization=int4_qat"
+
+
+def run(run_dir: Path, *extra: str) -> dict:
+    import forge
+
+    return forge.run(compose_config([*DECODER_TINY, INT4, f"run_dir={run_dir}", *extra]))
+
+
+def assert_int4_final(run_dir: Path, metrics: dict) -> None:
+    """final/ holds 6 blocks x 7 int4 linears, recorded in metrics.json, and rescored through the
+    run's own eval loop it gives the post-training student scores."""
+    import forge
+    from forge.models import load_final
+    from forge.models.int4_checkpoint import quantized_layers
+
+    assert json.loads((run_dir / "run_metadata.json").read_text())["status"] == "finished"
+    final = load_final(run_dir / "final")
+    assert len(quantized_layers(final)) == 42
+    assert metrics["final"]["quantization"] == {"method": "int4_qat", "scheme": "int4_weight_only", "group_size": 32}
+    int4 = sum(w.numel() for w in quantized_layers(final).values())
+    float_rest = sum(t.numel() for k, t in final.state_dict().items() if k.removesuffix(".weight") not in
+                     quantized_layers(final) and k != "lm_head.weight")  # the tied head is written once
+    weights = (run_dir / "final" / "model.safetensors").stat().st_size
+    assert weights == pytest.approx(4 * float_rest + int4 * (0.5 + 5 / 32), rel=0.01)  # fp32 rest, 4-bit linears
+    assert weights < 4 * (float_rest + int4) - 3 * int4  # at least 3 bytes saved per quantized weight
+    assert metrics["final"]["bytes"] > weights  # the whole directory: tokenizer and config too
+    assert forge.open_run(run_dir).score(final) == pytest.approx(metrics["post"]["student"], abs=1e-9)
+
+
+def logged(run_dir: Path) -> list[dict]:
+    return [e for e in json.loads((run_dir / "training_state.json").read_text())["log_history"] if "loss" in e]
+
+
+def test_on_policy_qad_with_reverse_kl(tmp_path):
+    run_dir = tmp_path / "run"
+    metrics = run(run_dir, "mode=gkd", "mode.trainer.lmbda=1.0", "mode.trainer.beta=1.0",
+                  "mode.trainer.max_new_tokens=6")
+    assert_int4_final(run_dir, metrics)
+    assert [e["loss/on_policy"] for e in logged(run_dir)] == [1.0, 1.0]
+
+
+def test_off_policy_kd_with_lora_merges_then_converts(tmp_path):
+    run_dir = tmp_path / "run"
+    metrics = run(run_dir, "mode=kd", "loss=combined_r", "teacher_strategy=frozen_base",
+                  "model.student.lora.enabled=true", "trainer.learning_rate=1e-3")
+    assert_int4_final(run_dir, metrics)
+    assert all(e["loss/response"] > 0 for e in logged(run_dir))
+
+
+def test_rl_trains_the_fake_quantized_student(tmp_path):
+    from tests.integration.test_rl_runs import RL_TINY, TOY
+
+    run_dir = tmp_path / "run"
+    extra = [a for a in RL_TINY if a not in DECODER_TINY]
+    metrics = run(run_dir, *extra, TOY)
+    assert_int4_final(run_dir, metrics)
+
+
+@pytest.mark.slow
+def test_a_stopped_qat_run_resumes_to_the_uninterrupted_run(tmp_path):
+    """Fake quantization holds no state of its own (scales come from the weights each step), so the
+    checkpoint's weights, optimizer and RNG are the whole run: the same losses, the same int4 final."""
+    from forge.models import load_final
+
+    config = ["mode=gkd", "mode.trainer.lmbda=0.0", "mode.trainer.beta=0.0", "trainer.max_steps=4",
+              "trainer.save_steps=2"]
+    reference, stopped = tmp_path / "uninterrupted", tmp_path / "stopped"
+    expected = run(reference, *config)
+    resumed = stop_then_resume(run, stopped, *config)
+    want = {e["step"]: e["loss"] for e in logged(reference)}
+    got = {e["step"]: e["loss"] for e in logged(stopped)}
+    assert len(want) == 4 and all(got[step] == pytest.approx(loss, rel=1e-5) for step, loss in want.items())
+    assert resumed["post"] == expected["post"]
+    a, b = load_final(reference / "final").state_dict(), load_final(stopped / "final").state_dict()
+    assert all(bool((a[k].dequantize() if hasattr(a[k], "dequantize") else a[k]).equal(
+        b[k].dequantize() if hasattr(b[k], "dequantize") else b[k])) for k in a)
