@@ -44,6 +44,19 @@ class GlueTaskConfig(TaskConfig):
 
 
 @dataclass
+class PerplexityConfig:
+    """task.perplexity (enabled=true): the model's perplexity on the held-out split's `side` (source | target), read in
+    order as one running text, in windows of `window` tokens advancing by `stride`; the text is cut
+    to its first `max_tokens` tokens (null: all). Reported as `<eval set>/perplexity`."""
+
+    enabled: bool = False
+    side: str = "target"
+    window: int = at_least(2, default=512)
+    stride: int = at_least(1, default=256)
+    max_tokens: Optional[int] = at_least(2, default=20000)
+
+
+@dataclass
 class TranslationTaskConfig(TaskConfig):
     """Translation with a decoder-only LM (prompt → target; loss on target tokens only).
 
@@ -68,6 +81,7 @@ class TranslationTaskConfig(TaskConfig):
     max_length: int = at_least(1, default=256)
     max_new_tokens: int = at_least(1, default=96)
     num_beams: int = at_least(1, default=1)
+    perplexity: PerplexityConfig = field(default_factory=PerplexityConfig)
 
 
 @dataclass

@@ -239,6 +239,11 @@ class TaskDataHandler(ABC):
     def compute_metrics(self, predictions: list[Any], references: list[Any]) -> dict[str, float]:
         """Score predictions against references (scikit-learn / sacrebleu; never `evaluate`)."""
 
+    def model_metrics(self, model: torch.nn.Module, set_name: str) -> dict[str, float]:
+        """Metrics of the model itself rather than of its predictions on the eval batches (a
+        language model's held-out perplexity); none by default."""
+        return {}
+
 
 #: batch keys a model's forward takes; everything else in a batch is for trainers and eval loops.
 MODEL_INPUT_KEYS: tuple[str, ...] = (

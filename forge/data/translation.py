@@ -20,12 +20,13 @@ from __future__ import annotations
 import fnmatch
 import logging
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from forge.config.errors import ConfigError, ConfigProblem, DataError
 from forge.data.prompt_pairs import PromptPairs
 from forge.data.prompted import EVAL_SET, PromptCompletionHandler
 from forge.data.tsv import data_error, iter_rows, no_usable_rows, read_header
+from forge.eval.heldout_text import HeldoutPerplexity
 from forge.eval.metrics import translation_metrics
 
 logger = logging.getLogger(__name__)
@@ -153,9 +154,13 @@ class TranslationHandler(PromptCompletionHandler):
         train_file: Optional[str] = None,
         eval_file: Optional[str] = None,
         prompt_template: str = DEFAULT_PROMPT,
+        perplexity: Optional[Mapping[str, Any]] = None,
         **common: Any,
     ) -> None:
         super().__init__(name=name, prompt_template=prompt_template, **common)
+        wanted = dict(perplexity or {})
+        self.perplexity = HeldoutPerplexity(**wanted) if wanted.pop("enabled", False) else None
+        self._heldout_text: Optional[list[str]] = None
         self.hub_dataset = hub_dataset
         self.hub_config = hub_config
         self.source_lang = source_lang
@@ -176,7 +181,7 @@ class TranslationHandler(PromptCompletionHandler):
     # ---- config-time checks (no network, no weights; reads file headers only) -----------------
 
     def validate(self) -> list[ConfigProblem]:
-        problems = super().validate()
+        problems = super().validate() + (self.perplexity.problems() if self.perplexity is not None else [])
         for key, lang in (("task.source_lang", self.source_lang), ("task.target_lang", self.target_lang)):
             if not isinstance(lang, str) or not lang.strip():
                 problems.append(ConfigProblem(key=key, value=lang,
@@ -267,6 +272,16 @@ class TranslationHandler(PromptCompletionHandler):
         )]
 
     # ---- loading ------------------------------------------------------------------------------
+
+    def model_metrics(self, model: Any, set_name: str) -> dict[str, float]:
+        """With `task.perplexity`: the model's perplexity on the whole held-out split's chosen side,
+        read in order as running text (forge.eval.heldout_text), beside BLEU and chrF."""
+        if self.perplexity is None or set_name != EVAL_SET or self._tokenizer is None:
+            return {}
+        if self._heldout_text is None:
+            pairs = self.load_splits()[EVAL_SET]
+            self._heldout_text = list(pairs.targets if self.perplexity.side == "target" else pairs.sources)
+        return self.perplexity.score(model, self._heldout_text, self._tokenizer)
 
     def load_splits(self) -> dict[str, TranslationPairs]:
         """{"train", "validation"} pairs, uncapped, from the local files or the hub."""

@@ -37,7 +37,8 @@ def evaluate_model(
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
                 predictions.extend(handler.predict(model, batch))
                 references.extend(handler.references(batch))
-            for metric, value in handler.compute_metrics(predictions, references).items():
+            metrics = {**handler.compute_metrics(predictions, references), **handler.model_metrics(model, set_name)}
+            for metric, value in metrics.items():
                 results[f"{set_name}/{metric}"] = float(value)
     finally:
         model.train(was_training)

@@ -53,8 +53,12 @@ def logged(run_dir: Path) -> list[dict]:
 def test_on_policy_qad_with_reverse_kl(tmp_path):
     run_dir = tmp_path / "run"
     metrics = run(run_dir, "mode=gkd", "mode.trainer.lmbda=1.0", "mode.trainer.beta=1.0",
-                  "mode.trainer.max_new_tokens=6")
-    assert_int4_final(run_dir, metrics)
+                  "mode.trainer.max_new_tokens=6", "task.perplexity.enabled=true", "task.perplexity.max_tokens=128",
+                  "task.perplexity.window=64", "task.perplexity.stride=32")
+    assert_int4_final(run_dir, metrics)  # the held-out perplexity included
+    for who in ("teacher", "student"):
+        assert metrics["post"][who]["validation/perplexity"] > 1
+        assert metrics["post"][who]["validation/perplexity_tokens"] == 127
     assert [e["loss/on_policy"] for e in logged(run_dir)] == [1.0, 1.0]
 
 

@@ -295,7 +295,7 @@ def test_handler_kind_metrics_and_config_keys() -> None:
     # its own keys only; the prompt keys are PromptCompletionHandler's, the shared ones the base's
     own = set(inspect.signature(TranslationHandler.__init__).parameters) - {"self", "common"}
     assert own == {"name", "hub_dataset", "hub_config", "source_lang", "target_lang", "train_file",
-                   "eval_file", "prompt_template"}
+                   "eval_file", "prompt_template", "perplexity"}
 
 
 def test_task_yaml_composes_and_instantiates() -> None:
