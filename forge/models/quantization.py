@@ -73,7 +73,7 @@ class Int4QAT:
         if self.scheme in CUDA_ONLY and not torch.cuda.is_available():
             problems.append(ConfigProblem(f"{key}.scheme", "needs torchao's CUDA int4 kernels; this machine has no "
                                           "CUDA device.", self.scheme,
-                                          "use scheme=int4_weight_only (the same int4 weights, fake-quantized on CPU)"))
+                                          "use scheme=int4_weight_only (int4 weights per group, the same group size, on CPU)"))
         layers = list(quantizable_linears(model))
         if not layers:
             problems.append(ConfigProblem(key, f"finds no linear layer to quantize in {type(model).__name__} "
@@ -81,8 +81,9 @@ class Int4QAT:
                                           "use a transformer student, or drop model.student.quantization"))
         uneven = [f"{name} ({layer.in_features})" for name, layer in layers if layer.in_features % self.group_size]
         if uneven:
+            more = f" and {len(uneven) - 4} more" if len(uneven) > 4 else ""
             problems.append(ConfigProblem(f"{key}.group_size", "does not divide the input width of "
-                                          f"{', '.join(uneven[:4])}{' ...' if len(uneven) > 4 else ''}.", self.group_size,
+                                          f"{', '.join(uneven[:4])}{more}.", self.group_size,
                                           "pick a group size that divides every layer's input width (e.g. 32 or 64)"))
         return problems
 
