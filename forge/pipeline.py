@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import set_seed
 
 from forge.eval.loop import evaluate_model, primary_key
-from forge.eval.transfer import format_report, transfer_gap
+from forge.pipeline_results import report, save_and_report
 from forge.plan import build_plan, sharded
 from forge.runtime.checkpoints import latest_complete_checkpoint
 from forge.runtime.layout import RunLayout
@@ -87,12 +87,27 @@ def _stages(s: RunSession) -> dict[str, Any]:
     student = build_student_stage(s, processor)
     teacher = obtain_teacher(s, data, processor)
     pre = pre_evaluate(s, data, student, teacher, local_scorer(s, data))
-    if not s.plan.mode.trains:  # mode=eval: the scores are the result; nothing trained, nothing to save
-        return report(s, data, pre, dict(pre), train={"global_step": 0}, peak=None, step=0)
+    if not s.plan.mode.trains:
+        return untrained_result(s, data, processor, student, pre)
     trained = train(s, data, processor, student, teacher, scorer(s, data))
     student = deployed_student(s, student)
     post = post_evaluate(s, student, teacher, pre, local_scorer(s, data))
-    return save_and_report(s, data, processor, student, teacher, pre, post, trained)
+    return save_and_report(s, data, processor, student, teacher, pre, post, trained)  # forge.pipeline_results
+
+
+def untrained_result(s: RunSession, data: Any, processor: Any, student: torch.nn.Module,
+                     pre: dict[str, Any]) -> dict[str, Any]:
+    """mode=eval: the pre scores are the result, nothing is saved. mode=ptq: the converted student's
+    scores are post, and it is saved in final/."""
+    from forge.models.recipe import save_final
+
+    if not s.plan.mode.quantizes_without_training:
+        return report(s, data, pre, dict(pre), train={"global_step": 0}, peak=None, step=0)
+    student = deployed_student(s, student)
+    post = post_evaluate(s, student, None, pre, local_scorer(s, data))
+    if s.ranks.is_main:
+        save_final(student, processor, s.layout.final, quantizer=s.plan.quantizer)
+    return report(s, data, pre, post, train={"global_step": 0}, peak=None, step=0)
 
 
 def deployed_student(s: RunSession, student: torch.nn.Module) -> torch.nn.Module:
@@ -313,80 +328,3 @@ def interrupted(s: RunSession, step: int, signum: Optional[int] = None) -> RunIn
     signum = signum or s.ranks.agree_max(int(s.stop.signum or 0)) or 15
     last = latest_complete_checkpoint(s.layout.root, "size")
     return RunInterrupted(signum, step, str(last) if last else None, dict(s.stop.previous))
-
-
-# ---- save and report ----------------------------------------------------------------------------
-
-def save_and_report(s: RunSession, data: Any, processor: Any, student: torch.nn.Module, teacher: Any,
-                    pre: dict[str, Any], post: dict[str, Any], trained: Trained) -> dict[str, Any]:
-    """final/ (and what trained beside the student), then the report (`report`)."""
-    trainer = trained.trainer
-    states = _full_states(s, trainer)  # FSDP: every rank takes part in gathering the sharded weights
-    if s.ranks.is_main:
-        _save_trained(s, processor, student, teacher, states)
-    train_metrics = {**{k: v for k, v in trained.output.metrics.items() if isinstance(v, (int, float))},
-                     "global_step": trainer.state.global_step, "train_loss": mean_logged_loss(trainer.state.log_history)}
-    return report(s, data, pre, post, train=train_metrics, peak=trained.state.peak(), step=trainer.state.global_step)
-
-
-def report(s: RunSession, data: Any, pre: dict[str, Any], post: dict[str, Any], *, train: dict[str, Any],
-           peak: Any, step: int) -> dict[str, Any]:
-    """metrics.json (main rank), the tracker's summary and the results table."""
-    from forge.tracking.base import flatten
-
-    handler = s.plan.handler
-    key = primary_key(handler, data.eval_sets)
-    gap = transfer_gap(key, student_pre=pre["student"][key], student_post=post["student"][key],
-                       teacher_pre=pre.get("teacher", {}).get(key), teacher_post=post.get("teacher", {}).get(key),
-                       greater_is_better=handler.greater_is_better)
-    metrics = {"primary_metric": key, "greater_is_better": handler.greater_is_better, "pre": pre, "post": post,
-               "transfer_gap": gap.as_dict(), "peak": peak, "train": train, **_final_facts(s)}
-    if s.ranks.is_main:
-        write_json_atomic(s.layout.metrics, metrics)
-    s.tracker.log(flatten({"post": post}), step=step)
-    s.tracker.summary({"pre": pre, "post": post, "transfer_gap": gap.as_dict(), "peak": peak})
-    log.info("Results\n%s\n\nrun directory: %s", format_report(pre, post, gap), s.layout.root)
-    return metrics
-
-
-def _final_facts(s: RunSession) -> dict[str, Any]:
-    """{"final": size on disk (and the quantization recipe)} for a run that saved final/, else {}."""
-    from forge.models.int4_checkpoint import directory_bytes
-
-    if not s.layout.final.is_dir():
-        return {}
-    quantizer = s.plan.quantizer
-    facts = {"bytes": directory_bytes(s.layout.final), "quantization": quantizer.recipe() if quantizer else None}
-    log.info("final/: %.1f MB on disk%s", facts["bytes"] / 1e6, f" ({facts['quantization']})" if quantizer else "")
-    return {"final": facts}
-
-
-def _full_states(s: RunSession, trainer: Any) -> dict[str, Optional[dict[str, Any]]]:
-    """With FSDP, the unsharded state dicts of what trained (gathered by every rank, held by rank 0),
-    split by part ("student", "teacher", "loss"); without sharding, nothing (the modules are whole)."""
-    if not sharded(s.cfg) or not s.ranks.distributed:
-        return {}
-    full = trainer.accelerator.get_state_dict(trainer.model_wrapped)
-    parts: dict[str, Optional[dict[str, Any]]] = {}
-    wrapped = any(k.startswith("student.") for k in (full or {}))
-    for part in ("student", "teacher", "loss"):
-        prefix = f"{part}."
-        parts[part] = {k[len(prefix):]: v for k, v in full.items() if k.startswith(prefix)} if wrapped and full \
-            else (full if part == "student" else None)
-    return parts
-
-
-def _save_trained(s: RunSession, processor: Any, student: torch.nn.Module, teacher: Any,
-                  states: dict[str, Optional[dict[str, Any]]]) -> None:
-    """The merged student in final/, the loss's trained projections beside it, a co-trained teacher."""
-    from safetensors.torch import save_file
-
-    from forge.models.recipe import save_final
-
-    save_final(student, processor, s.layout.final, state_dict=states.get("student"), quantizer=s.plan.quantizer)
-    loss = s.plan.loss
-    if s.plan.mode.uses_loss and any(True for _ in loss.parameters()):
-        loss_state = states.get("loss") or loss.state_dict()
-        save_file({k: v.detach().cpu().contiguous() for k, v in loss_state.items()}, str(s.layout.loss_projections))
-    if teacher is not None and teacher.trainable and teacher.model is not None:
-        save_final(teacher.model, processor, s.layout.teacher_final, state_dict=states.get("teacher"))
