@@ -68,6 +68,14 @@ class Int4QATConfig(QuantizationConfig):
 
 
 @dataclass
+class Int4RTNConfig(Int4QATConfig):
+    """int4_rtn: forge.models.quantization.Int4RTN (post-training round to nearest; same settings)."""
+
+    _target_: str = "forge.models.quantization.Int4RTN"
+    name: str = "int4_rtn"
+
+
+@dataclass
 class ModelSpec:
     """One model (student or teacher).
 
@@ -409,6 +417,7 @@ def register_schemas() -> None:
     cs.store(group="schema/task", name="olmocr_bench", node=OlmocrBenchTaskConfig)
     cs.store(group="schema/task", name="omnidocbench", node=OmniDocBenchTaskConfig)
     cs.store(group="schema/quantization", name="int4_qat", node=Int4QATConfig)
+    cs.store(group="schema/quantization", name="int4_rtn", node=Int4RTNConfig)
     cs.store(group="schema/logger", name="none", node=NullLoggerConfig)
     cs.store(group="schema/logger", name="wandb", node=WandbLoggerConfig)
     cs.store(group="schema/teacher_backend", name="hf", node=HFBackendConfig)

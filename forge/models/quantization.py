@@ -106,3 +106,26 @@ class Int4QAT:
         chosen = {id(layer) for _, layer in quantizable_linears(model)}
         quantize_(model, QATConfig(self.base_config(), step=step), filter_fn=lambda m, _: id(m) in chosen)
         return model
+
+
+@dataclass(frozen=True)
+class Int4RTN(Int4QAT):
+    """The `int4_rtn` quantizer: post-training round-to-nearest int4 (torchao `quantize_` with the
+    same base config), nothing during training. `mode=ptq` applies it to the student as it loads;
+    with a training mode the student trains in float and is rounded when final/ is saved. Its
+    rounding is the QAT quantizer's: converting an unprepared model equals prepare-then-convert."""
+
+    name: str = "int4_rtn"
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model
+
+    def convert(self, model: torch.nn.Module) -> torch.nn.Module:
+        from torchao.quantization import quantize_
+
+        from forge.models.int4_checkpoint import quantized_layers
+
+        done = set(quantized_layers(model))
+        chosen = {id(layer) for name, layer in quantizable_linears(model) if name not in done}
+        quantize_(model, self.base_config(), filter_fn=lambda m, _: id(m) in chosen)
+        return model

@@ -116,6 +116,9 @@ class Mode(ABC):
     uses_rewards: ClassVar[bool] = False
     #: the mode trains at all (mode=eval only scores the student: no trainer, nothing saved)
     trains: ClassVar[bool] = True
+    #: a mode that trains nothing but converts the student with its quantizer (mode=ptq): the
+    #: converted model is scored as post and saved in final/
+    quantizes_without_training: ClassVar[bool] = False
     #: the mode trains on the task's targets (SFT, KD, GKD); a task without them (a benchmark whose
     #: pages carry only tests) is refused. RL trains on rewards instead.
     trains_on_targets: ClassVar[bool] = True

@@ -97,3 +97,21 @@ def test_a_stopped_qat_run_resumes_to_the_uninterrupted_run(tmp_path):
     a, b = load_final(reference / "final").state_dict(), load_final(stopped / "final").state_dict()
     assert all(bool((a[k].dequantize() if hasattr(a[k], "dequantize") else a[k]).equal(
         b[k].dequantize() if hasattr(b[k], "dequantize") else b[k])) for k in a)
+
+
+def test_ptq_rtn_scores_the_float_student_then_its_int4_rounding(tmp_path):
+    """mode=ptq: pre is the float student, post the round-to-nearest int4 one (rescoring final/
+    gives post exactly); rounding every linear layer to 16 levels costs held-out perplexity."""
+    import forge
+    from forge.models import load_final
+
+    run_dir = tmp_path / "ptq"
+    metrics = forge.run(compose_config([*DECODER_TINY, "model/student/quantization=int4_rtn", "mode=ptq",
+                                        f"run_dir={run_dir}", "task.perplexity.enabled=true",
+                                        "task.perplexity.max_tokens=256", "task.perplexity.window=128",
+                                        "task.perplexity.stride=64"]))
+    assert metrics["train"]["global_step"] == 0 and not list(run_dir.glob("checkpoint-*"))
+    pre, post = metrics["pre"]["student"], metrics["post"]["student"]
+    assert post["validation/perplexity"] > pre["validation/perplexity"] > 1
+    assert metrics["final"]["quantization"]["method"] == "int4_rtn"
+    assert forge.open_run(run_dir).score(load_final(run_dir / "final")) == pytest.approx(post, abs=1e-9)

@@ -82,3 +82,20 @@ def test_bad_settings_are_config_problems_naming_the_key():
         assert cuda[0].key == "model.student.quantization.scheme" and "int4_weight_only" in cuda[0].fix
     assert "no linear layer" in Int4QAT().problems(torch.nn.Sequential(torch.nn.Embedding(10, 8)))[0].message
     assert "valid: int4_weight_only" in Int4QAT(scheme="nf4").problems(model)[0].fix
+
+
+@pytest.mark.parametrize("scheme", ["int4_weight_only", "int8_dynamic_act_int4_weight"])
+def test_rtn_post_training_quantization_rounds_exactly_as_qat_convert(scheme):
+    """PTQ-RTN and QAT share their numerics: torchao's PTQ of the float weights gives the same int4
+    levels and scales as fake-quantizing them and converting (what a QAT run with no training does)."""
+    from forge.models.quantization import Int4RTN
+
+    rtn, qat = Int4RTN(group_size=32, scheme=scheme), Int4QAT(group_size=32, scheme=scheme)
+    a = rtn.convert(rtn.prepare(tiny_llama()))
+    b = qat.convert(qat.prepare(tiny_llama()))
+    assert type(a.model.layers[0].self_attn.q_proj) is torch.nn.Linear  # prepare left the layers alone
+    for (name, la), (_, lb) in zip(quantizable_linears(a), quantizable_linears(b)):
+        assert torch.equal(la.weight.qdata, lb.weight.qdata) and torch.equal(la.weight.scale, lb.weight.scale), name
+    ids = torch.randint(0, 64, (1, 9))
+    assert torch.equal(a(ids).logits, b(ids).logits)
+    assert torch.equal(rtn.convert(a)(ids).logits, b(ids).logits)  # converting twice changes nothing

@@ -77,3 +77,11 @@ def test_a_student_with_no_linear_layer_is_refused(tmp_path):
 def test_quantization_with_fsdp_is_refused():
     text = problems_of("distributed=fsdp")
     assert "distributed=fsdp" in text and "distributed=ddp" in text
+
+
+def test_ptq_without_a_quantization_says_which_to_choose():
+    from forge.plan import build_plan
+
+    with pytest.raises(ConfigError) as err:
+        build_plan(compose_config([*SMOLLM, "mode=ptq"]))
+    assert "model.student.quantization" in str(err.value) and "int4_rtn" in str(err.value)
