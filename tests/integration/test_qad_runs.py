@@ -70,6 +70,7 @@ def test_off_policy_kd_with_lora_merges_then_converts(tmp_path):
     assert all(e["loss/response"] > 0 for e in logged(run_dir))
 
 
+@pytest.mark.slow
 def test_rl_trains_the_fake_quantized_student(tmp_path):
     from tests.integration.test_rl_runs import RL_TINY, TOY
 
