@@ -158,8 +158,9 @@ class TranslationHandler(PromptCompletionHandler):
         **common: Any,
     ) -> None:
         super().__init__(name=name, prompt_template=prompt_template, **common)
+        self.perplexity = perplexity  # as configured; the spec below is what scores
         wanted = dict(perplexity or {})
-        self.perplexity = HeldoutPerplexity(**wanted) if wanted.pop("enabled", False) else None
+        self.heldout_perplexity = HeldoutPerplexity(**wanted) if wanted.pop("enabled", False) else None
         self._heldout_text: Optional[list[str]] = None
         self.hub_dataset = hub_dataset
         self.hub_config = hub_config
@@ -181,7 +182,8 @@ class TranslationHandler(PromptCompletionHandler):
     # ---- config-time checks (no network, no weights; reads file headers only) -----------------
 
     def validate(self) -> list[ConfigProblem]:
-        problems = super().validate() + (self.perplexity.problems() if self.perplexity is not None else [])
+        spec = self.heldout_perplexity
+        problems = super().validate() + (spec.problems() if spec is not None else [])
         for key, lang in (("task.source_lang", self.source_lang), ("task.target_lang", self.target_lang)):
             if not isinstance(lang, str) or not lang.strip():
                 problems.append(ConfigProblem(key=key, value=lang,
@@ -276,12 +278,13 @@ class TranslationHandler(PromptCompletionHandler):
     def model_metrics(self, model: Any, set_name: str) -> dict[str, float]:
         """With `task.perplexity`: the model's perplexity on the whole held-out split's chosen side,
         read in order as running text (forge.eval.heldout_text), beside BLEU and chrF."""
-        if self.perplexity is None or set_name != EVAL_SET or self._tokenizer is None:
+        spec = self.heldout_perplexity
+        if spec is None or set_name != EVAL_SET or self._tokenizer is None:
             return {}
         if self._heldout_text is None:
             pairs = self.load_splits()[EVAL_SET]
-            self._heldout_text = list(pairs.targets if self.perplexity.side == "target" else pairs.sources)
-        return self.perplexity.score(model, self._heldout_text, self._tokenizer)
+            self._heldout_text = list(pairs.targets if spec.side == "target" else pairs.sources)
+        return spec.score(model, self._heldout_text, self._tokenizer)
 
     def load_splits(self) -> dict[str, TranslationPairs]:
         """{"train", "validation"} pairs, uncapped, from the local files or the hub."""

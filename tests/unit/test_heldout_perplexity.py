@@ -36,7 +36,8 @@ def test_a_text_inside_one_window_scores_exp_of_the_models_mean_token_loss():
     tok = CharTokenizer()
     texts = ["le chat", "dort"]
     ids = HeldoutPerplexity().token_stream(texts, tok)
-    reference = math.exp(float(model(input_ids=torch.tensor([ids]), labels=torch.tensor([ids])).loss))
+    with torch.no_grad():
+        reference = math.exp(float(model(input_ids=torch.tensor([ids]), labels=torch.tensor([ids])).loss))
     got = HeldoutPerplexity(window=64, stride=32).score(model, texts, tok)
     assert got["perplexity"] == pytest.approx(reference, rel=1e-5)
     assert got["perplexity_tokens"] == len(ids) - 1  # the BOS has no context: never scored
