@@ -87,7 +87,7 @@ def save_final(model: Any, processor: Any, out_dir: str | os.PathLike, *,
     quantizer, a copy is converted (the model given keeps training-time fake quantization)."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    merged = final_form(model, quantizer)  # a model already in final form passes through unchanged
+    merged = final_form(model, quantizer)  # already-converted weights stay as they are (the copy is made anyway)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         if quantizer is not None:
