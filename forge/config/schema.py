@@ -19,6 +19,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from forge.config.model_schema import Int4QATConfig, Int4RTNConfig, ModelConfig
 from forge.config.ranges import at_least, in_range, non_negative, positive, seed_field
 from forge.config.task_schema import (
     GlueTaskConfig,
@@ -28,80 +29,6 @@ from forge.config.task_schema import (
     TaskConfig,
     TranslationTaskConfig,
 )
-
-
-class ModelSource(str, Enum):
-    """Where weights come from: a hub id, a local directory, or a model shipped in a pip package."""
-
-    hub = "hub"
-    local = "local"
-    packaged = "packaged"
-
-
-@dataclass
-class LoraSpec:
-    enabled: bool = False
-    r: int = at_least(1, default=8)
-    alpha: int = positive(default=16)
-    dropout: float = in_range(0, 1, high_open=True, default=0.05)
-    target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
-
-
-@dataclass
-class QuantizationConfig:
-    """`model.student.quantization` (conf/model/student/quantization/<name>.yaml): a StudentQuantizer
-    (forge.models.recipe) built by `_target_`; one subclass per option."""
-
-    _target_: str = MISSING
-    name: str = MISSING
-
-
-@dataclass
-class Int4QATConfig(QuantizationConfig):
-    """int4_qat: forge.models.quantization.Int4QAT. scheme: int4_weight_only |
-    int8_dynamic_act_int4_weight | int4_tinygemm (CUDA); group_size must divide each layer's input width."""
-
-    _target_: str = "forge.models.quantization.Int4QAT"
-    name: str = "int4_qat"
-    group_size: int = at_least(1, default=32)
-    scheme: str = "int4_weight_only"
-
-
-@dataclass
-class Int4RTNConfig(Int4QATConfig):
-    """int4_rtn: forge.models.quantization.Int4RTN (post-training round to nearest; same settings)."""
-
-    _target_: str = "forge.models.quantization.Int4RTN"
-    name: str = "int4_rtn"
-
-
-@dataclass
-class ModelSpec:
-    """One model (student or teacher).
-
-    name_or_path: hub id, local directory, or a packaged model name (see forge.models.packaged).
-    init_layers: build a shallower model by copying these transformer blocks (0-based) from the
-      source (DistilBERT-style initialisation); null keeps every layer.
-    revision: hub revision (ignored for local/packaged).
-    config_overrides: model config attributes set when it loads, e.g. `{hidden_dropout_prob: 0.0}`
-      (a comparison without dropout, such as one rank against several).
-    """
-
-    source: ModelSource = ModelSource.hub
-    name_or_path: str = MISSING
-    init_layers: Optional[list[int]] = None
-    revision: Optional[str] = None
-    lora: LoraSpec = field(default_factory=LoraSpec)
-    config_overrides: Any = None
-    # Read for the student only: `model.student.quantization=int4_qat` (QAT: fake-quantized training, int4 final/).
-    quantization: Optional[QuantizationConfig] = None
-
-
-@dataclass
-class ModelConfig:
-    name: str = MISSING
-    student: ModelSpec = field(default_factory=ModelSpec)
-    teacher: Optional[ModelSpec] = None
 
 
 @dataclass

@@ -25,7 +25,7 @@ from forge.config.ranges import (
     range_problems,
     unknown_key_problems,
 )
-from forge.config import loss_schema
+from forge.config import loss_schema, model_schema
 from tests.conftest import compose_config, group_options
 
 GROUPS = ["task", "model", "mode", "loss", "teacher_strategy", "teacher_backend", "experiment", "logger"]
@@ -137,7 +137,7 @@ def test_a_settings_dataclass_as_a_mode_would_check_it():
 SCHEMAS = [
     forge_schema.TrainerConfig, forge_schema.TaskConfig, forge_schema.GlueTaskConfig,
     forge_schema.TranslationTaskConfig, forge_schema.TeacherStrategyConfig, forge_schema.TeacherConfig,
-    forge_schema.LoraSpec, forge_schema.SignalsConfig, forge_schema.ForgeConfig,
+    model_schema.LoraSpec, model_schema.Int4QATConfig, forge_schema.SignalsConfig, forge_schema.ForgeConfig,
     forge_schema.HFBackendConfig, forge_schema.OpenAIBackendConfig,
     loss_schema.LayerMapConfig, loss_schema.ResponsePart, loss_schema.ResponseLossConfig,
     loss_schema.FamilyWeights, loss_schema.PhaseWeights, loss_schema.Phase, loss_schema.StagedLossConfig,

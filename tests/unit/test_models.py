@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from forge.config.schema import ModelSpec
+from forge.config.model_schema import ModelSpec
 from forge.models import loading, lora, packaged, recipe
 from forge.models.info import ModelInfo
 
