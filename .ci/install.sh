@@ -52,4 +52,6 @@ if ! .venv/bin/python -c "import llama_cpp.server" 2>/dev/null; then
 -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
     $PIP install -q --no-cache-dir 'llama-cpp-python[server]==0.3.36'
 fi
+# GPTQ / AWQ baselines: llmcompressor in its own environment (.venv-quant; its pins differ from Forge's).
+bash .ci/install_quant.sh
 echo "forge: environment ready in .venv ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))"

@@ -90,7 +90,7 @@ def _stages(s: RunSession) -> dict[str, Any]:
     if not s.plan.mode.trains:
         return untrained_result(s, data, processor, student, pre)
     trained = train(s, data, processor, student, teacher, scorer(s, data))
-    student = deployed_student(s, student)
+    student = deployed_student(s, student, data, processor)
     post = post_evaluate(s, student, teacher, pre, local_scorer(s, data))
     return save_and_report(s, data, processor, student, teacher, pre, post, trained)  # forge.pipeline_results
 
@@ -103,22 +103,30 @@ def untrained_result(s: RunSession, data: Any, processor: Any, student: torch.nn
 
     if not s.plan.mode.quantizes_without_training:
         return report(s, data, pre, dict(pre), train={"global_step": 0}, peak=None, step=0)
-    student = deployed_student(s, student)
+    student = deployed_student(s, student, data, processor)
     post = post_evaluate(s, student, None, pre, local_scorer(s, data))
     if s.ranks.is_main:
         save_final(student, processor, s.layout.final, quantizer=s.plan.quantizer)
     return report(s, data, pre, post, train={"global_step": 0}, peak=None, step=0)
 
 
-def deployed_student(s: RunSession, student: torch.nn.Module) -> torch.nn.Module:
+def deployed_student(s: RunSession, student: torch.nn.Module, data: Any, processor: Any) -> torch.nn.Module:
     """What the post-training scores and final/ are of: the trained student, or for a quantized
-    student its converted form (forge.models.recipe.final_form says why)."""
-    from forge.models.recipe import final_form
+    student its converted form (forge.models.recipe.final_form says why), calibrated on the task's
+    training inputs (or the quantizer's calibration file) when the quantizer needs it (GPTQ, AWQ)."""
+    from forge.models.recipe import final_form, tokenizer_of
 
-    if s.plan.quantizer is None:
+    quantizer = s.plan.quantizer
+    if quantizer is None:
         return student
-    log.info("Converting the student for final/ and its scores (%s)", s.plan.quantizer.recipe())
-    return final_form(student, s.plan.quantizer)
+    calibration = None
+    if quantizer.needs_calibration:
+        from forge.models.calibrated_quantization import calibration_ids
+
+        calibration = calibration_ids(data.train, data.collator, quantizer.calibration_samples, quantizer.calibration_max_length,
+                                      int(s.cfg.seed), quantizer.calibration_texts(), tokenizer_of(processor))
+    log.info("Converting the student for final/ and its scores (%s)", quantizer.recipe())
+    return final_form(student, quantizer, calibration)
 
 
 # ---- data, student, teacher ---------------------------------------------------------------------

@@ -85,3 +85,28 @@ class ModelConfig:
     name: str = MISSING
     student: ModelSpec = field(default_factory=ModelSpec)
     teacher: Optional[ModelSpec] = None
+
+
+@dataclass
+class Int4CalibratedConfig(Int4QATConfig):
+    """int4_gptq / int4_awq (forge.models.calibrated_quantization): post-training int4 calibrated on
+    `calibration_samples` inputs (the task's tokenised training split, or `calibration_file`: one
+    text per line), through llmcompressor in its own environment (`python`: its interpreter; null:
+    .venv-quant/bin/python, which .ci/install_quant.sh builds)."""
+
+    calibration_samples: int = at_least(0, default=64)
+    calibration_max_length: int = at_least(1, default=256)
+    calibration_file: Optional[str] = None
+    python: Optional[str] = None
+
+
+@dataclass
+class Int4GPTQConfig(Int4CalibratedConfig):
+    _target_: str = "forge.models.calibrated_quantization.Int4GPTQ"
+    name: str = "int4_gptq"
+
+
+@dataclass
+class Int4AWQConfig(Int4CalibratedConfig):
+    _target_: str = "forge.models.calibrated_quantization.Int4AWQ"
+    name: str = "int4_awq"

@@ -19,7 +19,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from forge.config.model_schema import Int4QATConfig, Int4RTNConfig, ModelConfig
+from forge.config.model_schema import Int4AWQConfig, Int4GPTQConfig, Int4QATConfig, Int4RTNConfig, ModelConfig
 from forge.config.ranges import at_least, in_range, non_negative, positive, seed_field
 from forge.config.task_schema import (
     GlueTaskConfig,
@@ -345,6 +345,8 @@ def register_schemas() -> None:
     cs.store(group="schema/task", name="omnidocbench", node=OmniDocBenchTaskConfig)
     cs.store(group="schema/quantization", name="int4_qat", node=Int4QATConfig)
     cs.store(group="schema/quantization", name="int4_rtn", node=Int4RTNConfig)
+    cs.store(group="schema/quantization", name="int4_gptq", node=Int4GPTQConfig)
+    cs.store(group="schema/quantization", name="int4_awq", node=Int4AWQConfig)
     cs.store(group="schema/logger", name="none", node=NullLoggerConfig)
     cs.store(group="schema/logger", name="wandb", node=WandbLoggerConfig)
     cs.store(group="schema/teacher_backend", name="hf", node=HFBackendConfig)

@@ -21,7 +21,7 @@ trains.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator, Optional, Sequence
 
 import torch
 
@@ -43,6 +43,8 @@ def quantizable_linears(model: torch.nn.Module) -> Iterator[tuple[str, torch.nn.
 class Int4QAT:
     """The `int4_qat` quantizer: `prepare` before LoRA, `convert` after LoRA is merged."""
 
+    #: whether `convert` needs calibration token ids (GPTQ/AWQ do: forge.models.calibrated_quantization)
+    needs_calibration: ClassVar[bool] = False
     group_size: int = 32
     scheme: str = "int4_weight_only"
     name: str = "int4_qat"
@@ -90,7 +92,9 @@ class Int4QAT:
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         return self._apply(model, "prepare")
 
-    def convert(self, model: torch.nn.Module) -> torch.nn.Module:
+    def convert(self, model: torch.nn.Module, calibration: Optional[Sequence[Sequence[int]]] = None) -> torch.nn.Module:
+        """Real int4 weights in place of the fake-quantized ones (`calibration` is not used: rounding
+        to nearest needs none)."""
         return self._apply(model, "convert")
 
     def save(self, model: torch.nn.Module, directory: str) -> None:
@@ -120,7 +124,7 @@ class Int4RTN(Int4QAT):
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         return model
 
-    def convert(self, model: torch.nn.Module) -> torch.nn.Module:
+    def convert(self, model: torch.nn.Module, calibration: Optional[Sequence[Sequence[int]]] = None) -> torch.nn.Module:
         from torchao.quantization import quantize_
 
         from forge.models.int4_checkpoint import quantized_layers

@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Optional, Protocol
+from typing import Any, Optional, Protocol, Sequence
 
 from forge.models.loading import load_model, normalize_spec, resize_embeddings_if_needed
 from forge.models.lora import apply_lora, merged_for_saving
@@ -30,9 +30,12 @@ class StudentQuantizer(Protocol):
     forge.models.quantization.Int4QAT): `prepare` before LoRA (fake quantization for QAT), `convert`
     after LoRA is merged (real low-bit weights), `save` writes the converted model."""
 
+    #: True when `convert` needs calibration token ids (GPTQ, AWQ), which the pipeline then passes
+    needs_calibration: bool
+
     def prepare(self, model: Any) -> Any: ...
 
-    def convert(self, model: Any) -> Any: ...
+    def convert(self, model: Any, calibration: Optional[Sequence[Sequence[int]]] = None) -> Any: ...
 
     def save(self, model: Any, directory: str) -> None: ...
 
@@ -66,16 +69,22 @@ def build_student(spec: Any, processor: Any, *, kind: str, num_labels: Optional[
     return apply_lora(model, s.lora, kind)
 
 
-def final_form(model: Any, quantizer: Optional[StudentQuantizer] = None) -> Any:
+def final_form(model: Any, quantizer: Optional[StudentQuantizer] = None,
+               calibration: Optional[Sequence[Sequence[int]]] = None) -> Any:
     """The model as final/ will hold it: LoRA merged (into a copy), then converted by the quantizer.
 
     Why a quantized run scores this and not the trained model: LoRA adapters train in float on top of
     the fake-quantized base (quant(W)x + BAx), while the deployed layer is quant(W + BA)x; only the
-    converted model is what a user of final/ gets."""
-    merged = merged_for_saving(model)
+    converted model is what a user of final/ gets. A model that already holds int4 layers is final as
+    it is. `calibration`: the token ids a calibrated quantizer (GPTQ, AWQ) needs."""
+    from forge.models.int4_checkpoint import quantized_layers
+
     if quantizer is None:
-        return merged
-    return quantizer.convert(merged if merged is not model else copy.deepcopy(model))
+        return merged_for_saving(model)
+    if quantized_layers(model):
+        return model
+    merged = merged_for_saving(model)
+    return quantizer.convert(merged if merged is not model else copy.deepcopy(model), calibration)
 
 
 def save_final(model: Any, processor: Any, out_dir: str | os.PathLike, *,
@@ -87,7 +96,7 @@ def save_final(model: Any, processor: Any, out_dir: str | os.PathLike, *,
     quantizer, a copy is converted (the model given keeps training-time fake quantization)."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    merged = final_form(model, quantizer)  # already-converted weights stay as they are (the copy is made anyway)
+    merged = final_form(model, quantizer)  # a converted model (the one the pipeline scored) is saved as it is
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         if quantizer is not None:

@@ -116,3 +116,24 @@ def test_ptq_rtn_scores_the_float_student_then_its_int4_rounding(tmp_path):
     assert post["validation/perplexity"] > pre["validation/perplexity"] > 1
     assert metrics["final"]["quantization"]["method"] == "int4_rtn"
     assert forge.open_run(run_dir).score(load_final(run_dir / "final")) == pytest.approx(post, abs=1e-9)
+
+
+@pytest.mark.skipif(not Path(__file__).resolve().parents[2].joinpath(".venv-quant/bin/python").is_file(),
+                    reason="no .venv-quant: bash .ci/install_quant.sh")
+def test_ptq_gptq_calibrates_on_the_training_split_and_saves_the_int4_model(tmp_path):
+    """mode=ptq with GPTQ (llmcompressor in .venv-quant): final/ is Forge's int4 format, its recipe
+    names the calibration, and rescoring it gives the run's post scores."""
+    import forge
+    from forge.models import load_final
+    from forge.models.int4_checkpoint import quantized_layers
+
+    run_dir = tmp_path / "gptq"
+    metrics = forge.run(compose_config([*DECODER_TINY, "model/student/quantization=int4_gptq", "mode=ptq",
+                                        "model.student.quantization.calibration_samples=8",
+                                        "model.student.quantization.calibration_max_length=64",
+                                        f"run_dir={run_dir}"]))
+    recipe = metrics["final"]["quantization"]
+    assert recipe["method"] == "int4_gptq" and recipe["calibration"] == "the task's training split"
+    model = load_final(run_dir / "final")
+    assert len(quantized_layers(model)) == 6 * 7
+    assert forge.open_run(run_dir).score(model) == pytest.approx(metrics["post"]["student"], abs=1e-9)

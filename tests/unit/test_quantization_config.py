@@ -85,3 +85,13 @@ def test_ptq_without_a_quantization_says_which_to_choose():
     with pytest.raises(ConfigError) as err:
         build_plan(compose_config([*SMOLLM, "mode=ptq"]))
     assert "model.student.quantization" in str(err.value) and "int4_rtn" in str(err.value)
+
+
+def test_gptq_without_calibration_data_is_refused_before_anything_loads(tmp_path):
+    from forge.plan import build_plan
+
+    for override, said in [("model.student.quantization.calibration_samples=0", "needs calibration data"),
+                           (f"model.student.quantization.calibration_file={tmp_path / 'none.txt'}", "does not exist")]:
+        with pytest.raises(ConfigError) as err:
+            build_plan(compose_config([*SMOLLM, "mode=ptq", "model/student/quantization=int4_gptq", override]))
+        assert said in str(err.value) and "model.student.quantization.calibration" in str(err.value)
