@@ -86,7 +86,7 @@ def _stages(s: RunSession) -> dict[str, Any]:
     processor, data = prepare_data(s)
     student = build_student_stage(s, processor)
     teacher = obtain_teacher(s, data, processor)
-    pre = pre_evaluate(s, data, student, teacher, local_scorer(s, data))
+    pre = pre_evaluate(s, data, student, teacher, local_scorer(s, data), float_student(s, processor))
     if not s.plan.mode.trains:
         return untrained_result(s, data, processor, student, pre)
     trained = train(s, data, processor, student, teacher, scorer(s, data))
@@ -225,12 +225,30 @@ def _on_one_rank(s: RunSession, compute: Callable[[], dict[str, Any]]) -> dict[s
     return s.ranks.share(compute() if s.ranks.is_main else None)
 
 
-def pre_evaluate(s: RunSession, data: Any, student: torch.nn.Module, teacher: Any, score: Score) -> dict[str, Any]:
-    """Teacher and student before training (a resumed run reads what its first attempt scored)."""
+def float_student(s: RunSession, processor: Any) -> Optional[Callable[[], torch.nn.Module]]:
+    """For a run that trains through fake quantization (QAT), how to build its student in float, to
+    score the model the int4 one replaces (forge.eval.quantized_comparison); None otherwise."""
+    from forge.models.recipe import build_student
+
+    quantizer, plan, cfg = s.plan.quantizer, s.plan, s.cfg
+    if quantizer is None or not quantizer.quantizes_in_training or not plan.mode.trains:
+        return None
+    return lambda: build_student(cfg.model.student, processor, kind=plan.handler.model_kind,
+                                 num_labels=plan.handler.num_labels, attn_implementation=plan.attn_implementation,
+                                 seed=int(cfg.seed)).eval()
+
+
+def pre_evaluate(s: RunSession, data: Any, student: torch.nn.Module, teacher: Any, score: Score,
+                 float_student: Optional[Callable[[], torch.nn.Module]] = None) -> dict[str, Any]:
+    """Teacher and student before training (a resumed run reads what its first attempt scored); a
+    QAT student's float form too (`student_float`), when `float_student` builds it."""
+    from forge.eval.quantized_comparison import FLOAT_STUDENT
     from forge.tracking.base import flatten
 
     def scores() -> dict[str, Any]:
         pre = {"student": score(student)}
+        if float_student is not None:
+            pre[FLOAT_STUDENT] = score(float_student())
         teacher_scores = teacher.scores(score, data.eval_sets) if teacher is not None else None
         if teacher_scores is not None:
             pre["teacher"] = teacher_scores

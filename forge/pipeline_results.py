@@ -9,6 +9,7 @@ from typing import Any, Optional
 import torch
 
 from forge.eval.loop import primary_key
+from forge.eval.quantized_comparison import comparison, format_comparison, greater_is_better
 from forge.eval.transfer import format_report, transfer_gap
 from forge.plan import sharded
 from forge.runtime.rundir import write_json_atomic
@@ -41,7 +42,12 @@ def report(s: RunSession, data: Any, pre: dict[str, Any], post: dict[str, Any], 
                        teacher_pre=pre.get("teacher", {}).get(key), teacher_post=post.get("teacher", {}).get(key),
                        greater_is_better=handler.greater_is_better)
     metrics = {"primary_metric": key, "greater_is_better": handler.greater_is_better, "pre": pre, "post": post,
+               "greater_is_better_by_metric": {k: greater_is_better(k) for k in post["student"]},
                "transfer_gap": gap.as_dict(), "peak": peak, "train": train, **_final_facts(s)}
+    if s.plan.quantizer is not None and (s.plan.mode.trains or s.plan.mode.quantizes_without_training):
+        metrics["quantization"] = comparison(pre, post, trains=s.plan.mode.trains,
+                                             quantizes_in_training=s.plan.quantizer.quantizes_in_training)
+        log.info("Quantization, side by side\n%s", format_comparison(metrics["quantization"]))
     if s.ranks.is_main:
         write_json_atomic(s.layout.metrics, metrics)
     s.tracker.log(flatten({"post": post}), step=step)

@@ -290,6 +290,9 @@ class ForgeConfig:
     data_root: Optional[str] = None
     # Groups a sweep's runs (W&B group, study reports); experiment files set it.
     study_name: Optional[str] = None
+    # The arm of a study this run belongs to: set by the `arm` group's options (conf/arm), which
+    # bundle a mode, a quantizer and settings into one sweepable choice; null: the arm is loss.name.
+    study_arm: Optional[str] = None
     signals: SignalsConfig = field(default_factory=SignalsConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     distributed: DistributedConfig = field(default_factory=lambda: DistributedConfig(name="ddp"))

@@ -45,6 +45,8 @@ class Int4QAT:
 
     #: whether `convert` needs calibration token ids (GPTQ/AWQ do: forge.models.calibrated_quantization)
     needs_calibration: ClassVar[bool] = False
+    #: whether the student trains through the quantization (fake quantization from `prepare` on)
+    quantizes_in_training: ClassVar[bool] = True
     group_size: int = 32
     scheme: str = "int4_weight_only"
     name: str = "int4_qat"
@@ -120,6 +122,7 @@ class Int4RTN(Int4QAT):
     rounding is the QAT quantizer's: converting an unprepared model equals prepare-then-convert."""
 
     name: str = "int4_rtn"
+    quantizes_in_training: ClassVar[bool] = False
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         return model

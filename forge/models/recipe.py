@@ -32,6 +32,8 @@ class StudentQuantizer(Protocol):
 
     #: True when `convert` needs calibration token ids (GPTQ, AWQ), which the pipeline then passes
     needs_calibration: bool
+    #: True when the student trains through the quantization (QAT); False when it is applied at the end
+    quantizes_in_training: bool
 
     def prepare(self, model: Any) -> Any: ...
 

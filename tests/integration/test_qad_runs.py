@@ -44,6 +44,18 @@ def assert_int4_final(run_dir: Path, metrics: dict) -> None:
     assert weights < 4 * (float_rest + int4) - 3 * int4  # at least 3 bytes saved per quantized weight
     assert metrics["final"]["bytes"] > weights  # the whole directory: tokenizer and config too
     assert forge.open_run(run_dir).score(final) == pytest.approx(metrics["post"]["student"], abs=1e-9)
+    assert_side_by_side(metrics)
+
+
+def assert_side_by_side(metrics: dict) -> None:
+    """The quantization block: the float student scored apart, the untrained fake-quantized student
+    as the PTQ score, the run's int4 student, and the recovered fraction by its formula."""
+    block, pre, post = metrics["quantization"], metrics["pre"], metrics["post"]["student"]
+    assert block["fp_student"] == pre["student_float"] != pre["student"] == block["ptq_student"]
+    assert block["fp_teacher"] == pre.get("teacher") and block["student"] == post
+    for key, fraction in block["recovered_fraction"].items():
+        ptq, fp = pre["student"][key], pre["student_float"][key]
+        assert fraction == (None if ptq == fp else pytest.approx((ptq - post[key]) / (ptq - fp)))
 
 
 def logged(run_dir: Path) -> list[dict]:
