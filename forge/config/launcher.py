@@ -1,6 +1,7 @@
 """Sweep plumbing for launch.py: stable per-job run directories and launcher option checks.
 
-A job of a sweep gets `<sweep dir>/<job number>_<loss>_seed<seed>` as its run directory. The job
+A job of a sweep gets `<sweep dir>/<job number>_<arm>_seed<seed>` as its run directory (the arm:
+`study_arm` when an `arm=` option sets it, else the loss). The job
 number and the sweep directory are fixed at submission (Hydra pickles them with the job), so a
 task requeued by SLURM computes the same path and continues from its own checkpoint instead of
 starting a new timestamped directory.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig
 
@@ -45,6 +46,12 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def arm_name(cfg: Any) -> str:
+    """The study arm a run belongs to: `study_arm` (set by the `arm` group's options), else its loss."""
+    arm = cfg.get("study_arm")
+    return str(arm) if arm else str(cfg["loss"]["name"])
+
+
 def sweep_run_dir(cfg: DictConfig) -> Optional[str]:
     """The run directory of this job when Hydra runs a multirun; None for single runs."""
     from hydra.core.hydra_config import HydraConfig
@@ -54,7 +61,7 @@ def sweep_run_dir(cfg: DictConfig) -> Optional[str]:
         return None
     hc = HydraConfig.get()
     num = int(hc.job.get("num") or 0)
-    name = f"{num:03d}_{cfg.loss.name}_seed{cfg.seed}"
+    name = f"{num:03d}_{arm_name(cfg)}_seed{cfg.seed}"
     return str(Path(to_absolute_path(str(hc.sweep.dir))) / name)
 
 

@@ -293,6 +293,8 @@ class ForgeConfig:
     # The arm of a study this run belongs to: set by the `arm` group's options (conf/arm), which
     # bundle a mode, a quantizer and settings into one sweepable choice; null: the arm is loss.name.
     study_arm: Optional[str] = None
+    # The arm the study report compares the others with (null: `ce`, the FAR studies' control).
+    study_control: Optional[str] = None
     signals: SignalsConfig = field(default_factory=SignalsConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     distributed: DistributedConfig = field(default_factory=lambda: DistributedConfig(name="ddp"))

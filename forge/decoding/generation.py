@@ -61,6 +61,8 @@ def generate_completions(model: Any, prompt_ids: torch.Tensor, prompt_mask: torc
     resumed run samples what the uninterrupted one would have. `vision`: the prompts' page inputs
     (`forge.decoding.vision.VisionInputs`) for a vision-language model.
     """
+    from forge.models.quantized_inference import rounded_weights_fixed
+
     eos = eos_ids(model, eos_token_id)
     pad = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
     device = prompt_ids.device
@@ -77,7 +79,8 @@ def generate_completions(model: Any, prompt_ids: torch.Tensor, prompt_mask: torc
             kwargs["eos_token_id"] = eos
         if vision is not None:
             kwargs.update(vision.to(device).model_kwargs())
-        out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, **kwargs)
+        with rounded_weights_fixed(model):  # a QAT student's rounding, once per call (forge.models.quantized_inference)
+            out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, **kwargs)
     finally:
         model.train(was_training)
     completions = out[:, prompt_ids.shape[1]:].to(device)

@@ -66,11 +66,12 @@ def format_comparison(block: Mapping[str, Any]) -> str:
     rows = [("FP teacher", block.get("fp_teacher")), ("FP student", block.get("fp_student")),
             ("PTQ student", block.get("ptq_student")), ("this run's int4 student", block.get("student")),
             ("recovered fraction", block.get("recovered_fraction"))]
-    keys = sorted({k for _, scores in rows if scores for k in scores})
-    lines = [f"{'':<26}" + "".join(f"{k:>24}" for k in keys)]
+    keys = sorted({k for _, scores in rows if scores for k in scores if not k.endswith("_tokens")})
+    width = max([12, *(len(k) + 2 for k in keys)])
+    lines = [f"{'':<26}" + "".join(f"{k:>{width}}" for k in keys)]
     for label, scores in rows:
         if scores:
-            lines.append(f"{label:<26}" + "".join(f"{_fmt((scores or {}).get(k)):>24}" for k in keys))
+            lines.append(f"{label:<26}" + "".join(f"{_fmt((scores or {}).get(k)):>{width}}" for k in keys))
     return "\n".join(lines)
 
 

@@ -5,7 +5,8 @@ missing. `multirun.yaml` holds the sweeper's `params` (from the experiment file)
 line's overrides; Hydra's BasicSweeper (used by the local and the SLURM launcher) appends the
 command line to the params, keeps the last value given for each key and runs the Cartesian
 product in key order, numbering jobs from 0. Repeating that here gives every job's number, arm
-(loss option) and seed, and launch.py names its run directory `<number:03d>_<loss>_seed<seed>`,
+(the `arm` option, else the loss option) and seed, and launch.py names its run directory
+`<number:03d>_<arm>_seed<seed>`,
 so an expected job with no `<number>_*` directory never started.
 """
 
@@ -27,7 +28,7 @@ BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 @dataclass(frozen=True)
 class ExpectedJob:
-    """One job of the sweep as submitted: its number, loss option and seed."""
+    """One job of the sweep as submitted: its number, arm (`arm` option, else loss option) and seed."""
 
     num: int
     arm: str
@@ -95,12 +96,14 @@ def read_grid(sweep_dir: Path) -> SweepGrid:
 
     keys = list(values)
     plain = [_plain_key(k) for k in keys]
-    default_arm = str(((hydra_cfg.get("runtime") or {}).get("choices") or {}).get("loss", "?"))
+    choices = (hydra_cfg.get("runtime") or {}).get("choices") or {}
+    arm_key = "arm" if "arm" in plain or choices.get("arm") else "loss"
+    default_arm = str(choices.get(arm_key, "?"))
     default_seed = multirun.get("seed")
     jobs = []
     for num, combo in enumerate(itertools.product(*(values[k] for k in keys))):
         chosen = dict(zip(plain, combo))
-        jobs.append(ExpectedJob(num=num, arm=str(chosen.get("loss", default_arm)),
+        jobs.append(ExpectedJob(num=num, arm=str(chosen.get(arm_key, default_arm)),
                                 seed=_as_int(chosen.get("seed", default_seed))))
     swept = tuple(p for p, k in zip(plain, keys) if len(values[k]) > 1)
     return SweepGrid(sweep_dir, tuple(jobs), swept_keys=swept)

@@ -55,6 +55,8 @@ class StudyReportCallback(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:  # noqa: D102
         try:
+            if str(config.hydra.get("mode")).rsplit(".", 1)[-1] != "MULTIRUN":
+                return  # a single run of a study's experiment (`launch.py experiment=qad_study arm=...`)
             if not str(config.hydra.launcher.get("_target_", "")).endswith("BasicLauncher"):
                 return  # remote launchers run this on the job's node: on_multirun_end writes the report
             from forge.study.grid import read_grid

@@ -58,8 +58,12 @@ class RunRecord:
     loss_curve: Curve = field(default_factory=list)
     duration_s: Optional[float] = None
     config: dict[str, Any] = field(default_factory=dict)
-    #: the direction of `metric` (metrics.json says it for the run's primary metric; True otherwise)
+    #: the direction of `metric` (metrics.json says it per metric; True when it does not)
     greater_is_better: bool = True
+    #: every post-training student score (metric key -> value)
+    scores: dict[str, Any] = field(default_factory=dict)
+    #: a quantized run's side-by-side block (forge.eval.quantized_comparison), else None
+    quantization: Optional[dict[str, Any]] = None
 
     @property
     def name(self) -> str:
@@ -181,7 +185,7 @@ def read_run(run_dir: Path,
     except (OSError, yaml.YAMLError) as err:
         return None, ProblemRun(run_dir.name, None, None, STATUS_UNREADABLE,
                                 f"config.yaml unreadable: {err}", run_dir), {}
-    name = dotted_get(config, "loss.name")
+    name = config.get("study_arm") or dotted_get(config, "loss.name")
     arm = name if isinstance(name, str) else None
     seed = config.get("seed") if isinstance(config.get("seed"), int) else None
 
@@ -189,7 +193,7 @@ def read_run(run_dir: Path,
         return None, ProblemRun(run_dir.name, arm, seed, status, reason, run_dir), config
 
     if arm is None or seed is None:
-        return problem(STATUS_UNREADABLE, "config.yaml has no loss.name or no integer seed")
+        return problem(STATUS_UNREADABLE, "config.yaml has no study_arm or loss.name, or no integer seed")
     meta = read_json_object(RunLayout(run_dir).metadata)
     if meta is None:
         return problem(STATUS_UNREADABLE, f"{layout.METADATA} missing or unreadable")
@@ -206,18 +210,20 @@ def read_run(run_dir: Path,
                                           f"(it has: {', '.join(sorted(post)) or 'nothing'})")
     pre = (dotted_get(metrics, "pre.student") or {}).get(key)
     teacher = (dotted_get(metrics, "post.teacher") or {}).get(key)
-    greater = bool(metrics.get("greater_is_better", True)) if key == metrics.get("primary_metric") else True
+    greater = bool(metrics.get("greater_is_better", True)) if key == metrics.get("primary_metric") \
+        else bool((metrics.get("greater_is_better_by_metric") or {}).get(key, True))
     gap = transfer_gap(key, student_pre=pre, student_post=float(post[key]), teacher_post=teacher,
                        greater_is_better=greater) if isinstance(pre, (int, float)) else None
     state = read_json_object(RunLayout(run_dir).training_state) or {}
     eval_curve, loss_curve = curves(state.get("log_history") or [], key)
     record = RunRecord(
-        run_dir=run_dir, arm=arm, factors=run_factors(config, meta), seed=seed, status=status, metric=key,
+        run_dir=run_dir, arm=arm, factors=None if config.get("study_arm") else run_factors(config, meta), seed=seed, status=status, metric=key,
         value=float(post[key]), pre=pre, teacher=teacher,
         student_gain=gap.student_gain if gap else None,
         transfer_efficiency=gap.transfer_efficiency if gap else None,
         eval_curve=eval_curve, loss_curve=loss_curve,
         duration_s=meta.get("duration_s"), config=config, greater_is_better=greater,
+        scores=dict(post), quantization=metrics.get("quantization"),
     )
     return record, None, config
 
@@ -268,7 +274,7 @@ def load_study(root: Path, metric: Optional[str] = None) -> Study:
     if other_keys:
         notes.append(f"the sweep also varies {', '.join(other_keys)}: runs of one arm and seed that differ "
                      "only there are averaged into one value per seed")
-    unknown = sorted({r.arm for r in records if r.factors is None})
+    unknown = sorted({r.arm for r in records if r.factors is None and not r.config.get("study_arm")})
     if unknown:
         notes.append(f"arms {', '.join(unknown)}: their loss families could not be told from the config; "
                      "they are left out of the factorial")

@@ -8,7 +8,7 @@ another key) are averaged into one value first.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
@@ -124,8 +124,13 @@ def _arm_order(study: Study, arms: set[str]) -> list[str]:
     return [a for a in order if a in arms] + sorted(arms - set(order))
 
 
-def _control(arms: list[ArmSummary]) -> Optional[str]:
+def _control(arms: list[ArmSummary], study: Study) -> Optional[str]:
+    """The arm the others are compared with: the runs' `study_control` (an experiment sets it, e.g.
+    ptq_rtn in the QAD study), else `ce`, else the one arm without a distillation family."""
     names = {a.arm for a in arms}
+    asked = Counter(c.get("study_control") for c in study.configs if c.get("study_control"))
+    if asked and asked.most_common(1)[0][0] in names:
+        return asked.most_common(1)[0][0]
     if CONTROL_ARM in names:
         return CONTROL_ARM
     no_family = [a.arm for a in arms if a.factors == Factors(False, False, False)]
@@ -194,7 +199,7 @@ def analyse(study: Study) -> Analysis:
             curve=_mean_curve([r.eval_curve if curve_kind == "eval" else r.loss_curve for r in records]),
             problems=problems_by_arm.get(arm, []),
         ))
-    control = _control(arms)
+    control = _control(arms, study)
     if control is not None:
         base = next(a for a in arms if a.arm == control).values
         for summary in arms:

@@ -286,8 +286,13 @@ def test_callback_writes_after_the_last_local_job_and_never_raises(tmp_path, cap
     launcher = {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}
 
     def job_cfg(num: int):
-        return OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}, "job": {"num": num}, "launcher": launcher}})
+        return OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}, "job": {"num": num}, "launcher": launcher,
+                                           "mode": "MULTIRUN"}})
 
+    single = job_cfg(23)
+    single.hydra.mode = "RUN"  # one run of a study's experiment: no sweep, no report
+    callback.on_job_end(single)
+    assert not (sweep / "study.md").exists()
     callback.on_job_end(job_cfg(22))
     assert not (sweep / "study.md").exists()  # not the last job yet
     callback.on_job_end(job_cfg(23))  # the last job of the grid (even if it failed)
