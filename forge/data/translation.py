@@ -282,9 +282,18 @@ class TranslationHandler(PromptCompletionHandler):
         if spec is None or set_name != EVAL_SET or self._tokenizer is None:
             return {}
         if self._heldout_text is None:
-            pairs = self.load_splits()[EVAL_SET]
+            pairs = self._heldout_pairs()
             self._heldout_text = list(pairs.targets if spec.side == "target" else pairs.sources)
         return spec.score(model, self._heldout_text, self._tokenizer)
+
+    def _heldout_pairs(self) -> TranslationPairs:
+        """The held-out split alone (a local eval file is read without the training file)."""
+        if self.data_dir is None:
+            return self.load_splits()[EVAL_SET]
+        files, problems = self._resolve_files()
+        if problems:
+            raise ConfigError(problems)
+        return read_pairs_tsv(files[EVAL_SET], self.source_lang, self.target_lang)
 
     def load_splits(self) -> dict[str, TranslationPairs]:
         """{"train", "validation"} pairs, uncapped, from the local files or the hub."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 from forge.config.errors import ConfigProblem
+from forge.eval.perplexity import windows_fit
 
 SIDES = ("source", "target")
 
@@ -33,7 +34,7 @@ class HeldoutPerplexity:
         if self.side not in SIDES:
             problems.append(ConfigProblem(f"{key}.side", "is not a side of the pairs.", self.side,
                                           f"valid: {', '.join(SIDES)}"))
-        if self.window < 2 or not 1 <= self.stride <= self.window:
+        if not windows_fit(self.window, self.stride):
             problems.append(ConfigProblem(f"{key}.stride", f"must be between 1 and window ({self.window}), "
                                           "with window >= 2.", self.stride,
                                           "e.g. window=512 stride=256 (every token gets >= 256 tokens of context)"))

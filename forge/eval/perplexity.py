@@ -39,9 +39,14 @@ class Perplexity:
         return Perplexity(self.nll + other.nll, self.tokens + other.tokens)
 
 
+def windows_fit(window: int, stride: int) -> bool:
+    """The one rule for sliding windows: at least 2 tokens wide, advancing by 1 to `window` tokens."""
+    return window >= 2 and 1 <= stride <= window
+
+
 def window_starts(length: int, window: int, stride: int) -> list[tuple[int, int, int]]:
     """(begin, end, first scored position) of each window over `length` tokens."""
-    if window < 2 or not 1 <= stride <= window:
+    if not windows_fit(window, stride):
         raise ValueError(f"need window >= 2 and 1 <= stride <= window (got window={window}, stride={stride})")
     spans, scored_to = [], 1  # position 0 has no context: never scored
     begin = 0

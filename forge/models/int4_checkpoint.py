@@ -106,6 +106,16 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
+def saved_model_class(directory: str | os.PathLike) -> type:
+    """The transformers class a saved model directory's config.json names (`architectures[0]`)."""
+    import transformers
+
+    architectures = transformers.AutoConfig.from_pretrained(str(directory)).architectures or []
+    if not architectures or not hasattr(transformers, architectures[0]):
+        raise ValueError(f"{directory}/config.json names no transformers model class (architectures: {architectures})")
+    return getattr(transformers, architectures[0])
+
+
 def load_quantized(directory: str | os.PathLike, model_class: Optional[type] = None) -> Any:
     """The converted model saved by `save_quantized`, in eval mode (its class from config.json's
     `architectures` unless `model_class` is given)."""
@@ -115,7 +125,7 @@ def load_quantized(directory: str | os.PathLike, model_class: Optional[type] = N
     directory = Path(directory)
     manifest = read_manifest(directory)
     config = transformers.AutoConfig.from_pretrained(str(directory))
-    cls = model_class or getattr(transformers, config.architectures[0])
+    cls = model_class or saved_model_class(directory)
     model = cls(config)
     tensors = load_file(str(directory / WEIGHTS))
     part_keys = {f"{name}.weight.{part}" for name in manifest["layers"] for part in _PARTS}

@@ -124,7 +124,7 @@ def load_final(directory: str | os.PathLike, kind: Optional[str] = None) -> Any:
     """A run's final/ model in eval mode: `forge.models.load_final("RUN/final")`. A quantized run's
     int4 model comes back with its int4 weights (forge.models.int4_checkpoint); any other loads with
     the kind's Auto class (`kind`, e.g. "causal_lm"), or the class config.json names."""
-    from forge.models.int4_checkpoint import is_quantized_dir, load_quantized
+    from forge.models.int4_checkpoint import is_quantized_dir, load_quantized, saved_model_class
 
     if is_quantized_dir(directory):
         return load_quantized(directory)
@@ -132,10 +132,7 @@ def load_final(directory: str | os.PathLike, kind: Optional[str] = None) -> Any:
         from forge.models.loading import auto_class_for
 
         return auto_class_for(kind).from_pretrained(str(directory)).eval()
-    import transformers
-
-    architecture = transformers.AutoConfig.from_pretrained(str(directory)).architectures[0]
-    return getattr(transformers, architecture).from_pretrained(str(directory)).eval()
+    return saved_model_class(directory).from_pretrained(str(directory)).eval()
 
 
 def _safetensors_state(directory: Path, name: str) -> Optional[dict[str, Any]]:

@@ -8,7 +8,6 @@ import gzip
 import importlib.util
 import inspect
 import logging
-import time
 from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
@@ -142,10 +141,7 @@ def test_real_europarl_files_counts_and_first_rows() -> None:
         pytest.skip(f"real Europarl files not found in {EUROPARL}")
     h = handler(EUROPARL)
     assert h.validate() == []
-    start = time.perf_counter()
-    splits = h.capped_splits()
-    elapsed = time.perf_counter() - start
-    assert elapsed < 5.0, f"reading 52k gzipped rows took {elapsed:.1f} s"
+    splits = h.capped_splits()  # (no wall-clock assertion here: timings belong in benchmarks/)
     assert (len(splits["train"]), len(splits["validation"])) == (50_000, 2_000)
     assert (splits["train"].sources[0], splits["train"].targets[0]) == (
         "Resumption of the session", "Reprise de la session")
