@@ -2,7 +2,9 @@
 int4 quantization as a command of its own.
 
 A run directory (one holding config.yaml and final/): its final/ is quantized and scored on the
-run's own task settings (data, caps, seed, perplexity), so its numbers sit beside the run's. A model
+run's own task settings (data, caps, seed, perplexity), so its numbers sit beside the run's. When
+final/ is already int4 (a QAT/QAD run), the float student that run started from is quantized
+instead: the PTQ baseline of the same student, on the same evaluation. A model
 directory (config.json): give the task to score it on (`task=europarl_en_fr task.data_dir=...`).
 Either way this is `mode=ptq` with `model.student.quantization=int4_<method>`, and the output is a
 run directory like any other (pre = the float model, post = its int4 form, final/ the int4 model).
@@ -60,7 +62,25 @@ def source_overrides(source: Path, rest: Sequence[str]) -> tuple[list[str], Opti
         return student, None
     saved = yaml.safe_load(run_config.read_text(encoding="utf-8")) or {}
     chosen = [f"task={saved['task']['name']}", f"model={saved['model']['name']}", f"seed={saved['seed']}"]
+    if is_quantized_dir(model_dir):  # a QAT/QAD run: its PTQ baseline starts from the same float student
+        student = initial_student_overrides(saved["model"]["student"])
+        print(f"forge.quantize: {model_dir} is already int4; quantizing the float student that run started "
+              f"from ({saved['model']['student']['name_or_path']}), its PTQ baseline", file=sys.stderr)
     return chosen + student, saved["task"]
+
+
+def is_quantized_dir(directory: Path) -> bool:
+    from forge.models.int4_checkpoint import is_quantized_dir as quantized
+
+    return quantized(directory)
+
+
+def initial_student_overrides(student: dict[str, Any]) -> list[str]:
+    """The overrides that rebuild a run's student as it started (its saved spec, without LoRA)."""
+    layers = student.get("init_layers")
+    return [f"model.student.source={student['source']}", f"model.student.name_or_path={student['name_or_path']}",
+            f"model.student.init_layers={'null' if layers is None else '[' + ','.join(map(str, layers)) + ']'}",
+            "model.student.lora.enabled=false"]
 
 
 def compose(source: Path, quantizer: str, rest: Sequence[str]) -> Any:

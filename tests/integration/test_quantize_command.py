@@ -49,3 +49,21 @@ def test_bad_command_lines_exit_2_with_the_fix(tmp_path, capsys, argv, said):
     err = capsys.readouterr().err
     assert said in err and "usage: python -m forge.quantize" in err or "task=europarl_en_fr" in err
     assert not (Path(tmp_path) / "outputs").exists()
+
+
+def test_a_qat_runs_ptq_baseline_starts_from_the_float_student_that_run_started_from(tmp_path, capsys):
+    """The final/ of a QAT run is already int4: the command quantizes the run's initial float student
+    instead, so its pre scores are that run's float-student scores (pre.student_float)."""
+    import json
+
+    import forge
+
+    source = tmp_path / "qat"
+    trained = forge.run(compose_config([*DECODER_TINY, "mode=sft", "model/student/quantization=int4_qat",
+                                        f"run_dir={source}"]))
+    out = tmp_path / "rtn"
+    assert main([str(source), "method=rtn", f"run_dir={out}", "logger=none"]) == 0
+    assert "already int4" in capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pre"]["student"] == pytest.approx(trained["pre"]["student_float"], rel=1e-6)
+    assert metrics["post"]["student"] == pytest.approx(trained["pre"]["student"], rel=1e-6)  # RTN = QAT's untrained rounding
