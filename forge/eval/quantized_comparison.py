@@ -57,7 +57,8 @@ def comparison(pre: Mapping[str, Any], post: Mapping[str, Any], *, trains: bool,
                              "student": run}
     if run is not None and ptq is not None and fp is not None:
         block["recovered_fraction"] = {key: recovered_fraction(ptq.get(key), run[key], fp.get(key))
-                                       for key in run if isinstance(run[key], (int, float))}
+                                       for key in run if isinstance(run[key], (int, float))
+                                       and not key.endswith("_tokens")}  # counts, not scores
     return block
 
 
