@@ -79,5 +79,5 @@ def evaluate(model: Any, tokenizer: Any, tasks: Sequence[str], *, data_dir: Opti
             raise LmEvalError(f"lm-eval could not load {list(tasks)}: {type(err).__name__}: {err}. Hub tasks "
                               f"need the Hugging Face hub; offline, use {LOCAL_PREFIX}fr or {LOCAL_PREFIX}en") from err
     return {task: {k.split(",")[0]: float(v) for k, v in metrics.items()
-                   if isinstance(v, (int, float)) and not k.startswith("alias")}
+                   if isinstance(v, (int, float)) and not k.startswith(("alias", "sample_len"))}
             for task, metrics in out["results"].items()}
