@@ -123,8 +123,9 @@ def deployed_student(s: RunSession, student: torch.nn.Module, data: Any, process
     if quantizer.needs_calibration:
         from forge.models.calibrated_quantization import calibration_ids
 
-        calibration = calibration_ids(data.train, data.collator, quantizer.calibration_samples, quantizer.calibration_max_length,
-                                      int(s.cfg.seed), quantizer.calibration_texts(), tokenizer_of(processor))
+        calibration = calibration_ids(data.train, data.collator, quantizer.calibration_samples,
+                                      quantizer.calibration_max_length, int(s.cfg.seed),
+                                      quantizer.calibration_texts(), tokenizer_of(processor))
     log.info("Converting the student for final/ and its scores (%s)", quantizer.recipe())
     return final_form(student, quantizer, calibration)
 

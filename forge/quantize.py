@@ -62,17 +62,13 @@ def source_overrides(source: Path, rest: Sequence[str]) -> tuple[list[str], Opti
         return student, None
     saved = yaml.safe_load(run_config.read_text(encoding="utf-8")) or {}
     chosen = [f"task={saved['task']['name']}", f"model={saved['model']['name']}", f"seed={saved['seed']}"]
+    from forge.models.int4_checkpoint import is_quantized_dir
+
     if is_quantized_dir(model_dir):  # a QAT/QAD run: its PTQ baseline starts from the same float student
         student = initial_student_overrides(saved["model"]["student"])
         print(f"forge.quantize: {model_dir} is already int4; quantizing the float student that run started "
               f"from ({saved['model']['student']['name_or_path']}), its PTQ baseline", file=sys.stderr)
     return chosen + student, saved["task"]
-
-
-def is_quantized_dir(directory: Path) -> bool:
-    from forge.models.int4_checkpoint import is_quantized_dir as quantized
-
-    return quantized(directory)
 
 
 def initial_student_overrides(student: dict[str, Any]) -> list[str]:

@@ -72,7 +72,7 @@ def format_comparison(block: Mapping[str, Any]) -> str:
     lines = [f"{'':<26}" + "".join(f"{k:>{width}}" for k in keys)]
     for label, scores in rows:
         if scores:
-            lines.append(f"{label:<26}" + "".join(f"{_fmt((scores or {}).get(k)):>{width}}" for k in keys))
+            lines.append(f"{label:<26}" + "".join(f"{_fmt(scores.get(k)):>{width}}" for k in keys))
     return "\n".join(lines)
 
 

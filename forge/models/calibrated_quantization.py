@@ -153,10 +153,10 @@ def _read_state(directory: Path) -> dict[str, torch.Tensor]:
 
 
 def _int4_model(model: torch.nn.Module, state: dict[str, torch.Tensor], quantizer: Int4Calibrated) -> torch.nn.Module:
-    """`model` (a copy of it when it is not already a throwaway) with the subprocess's weights: the
-    float tensors it changed (AWQ's rescaled norms) loaded, and each quantized linear layer's weight
-    the torchao int4 tensor of its levels, scales and zero points."""
-    from torchao.quantization import IntxUnpackedToInt8Tensor
+    """`model`, changed in place, with the subprocess's weights: the float tensors it changed (AWQ's
+    rescaled norms) loaded, and each quantized linear layer's weight the torchao int4 tensor of its
+    levels, scales and zero points (`final_form` hands in a copy)."""
+    from forge.models.int4_checkpoint import int4_weight
 
     scales = {k[: -len(".weight_scale")] for k in state if k.endswith(".weight_scale")}
     chosen = {name for name, _ in quantizable_linears(model)}
@@ -165,7 +165,7 @@ def _int4_model(model: torch.nn.Module, state: dict[str, torch.Tensor], quantize
                                  f"(differ: {sorted(scales ^ chosen)[:4]})")
     floats = {k: v for k, v in state.items() if not k.endswith((".weight_scale", ".weight_zero_point"))
               and k[: -len(".weight")] not in chosen}
-    missing, unexpected = model.load_state_dict(floats, strict=False)
+    _, unexpected = model.load_state_dict(floats, strict=False)
     if unexpected:
         raise QuantizationFailed(f"{quantizer.method} wrote tensors the model lacks: {unexpected[:4]}")
     for name in sorted(chosen):
@@ -173,8 +173,7 @@ def _int4_model(model: torch.nn.Module, state: dict[str, torch.Tensor], quantize
         zero = state[f"{name}.weight_zero_point"].to(torch.int8)
         grouped = weight.reshape(weight.shape[0], -1, quantizer.group_size) / scale.unsqueeze(-1)
         levels = (grouped.round() + zero.unsqueeze(-1)).clamp(-8, 7).to(torch.int8).reshape(weight.shape)
-        int4 = IntxUnpackedToInt8Tensor(levels, scale, zero, torch.int4, (1, quantizer.group_size),
-                                        torch.float32, None)
+        int4 = int4_weight(levels, scale, zero, (1, quantizer.group_size))
         model.get_submodule(name).weight = torch.nn.Parameter(int4, requires_grad=False)
     return model
 

@@ -52,6 +52,13 @@ def _int4_weight_type() -> type:
     return IntxUnpackedToInt8Tensor
 
 
+def int4_weight(levels: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, block_size: tuple[int, ...],
+                dtype: torch.dtype = torch.float32, activation_quantization: Any = None) -> Any:
+    """torchao's int4 weight from its int4 levels (held in int8), scales and zero points: what
+    `convert` produces, built from a checkpoint or from another library's output."""
+    return _int4_weight_type()(levels, scale, zero_point, torch.int4, block_size, dtype, activation_quantization)
+
+
 def quantized_layers(model: torch.nn.Module) -> dict[str, Any]:
     """name → converted int4 weight of every layer `convert` turned into real int4 weights."""
     kind = _int4_weight_type()
@@ -133,13 +140,11 @@ def load_quantized(directory: str | os.PathLike, model_class: Optional[type] = N
     expected = {f"{name}.weight" for name in manifest["layers"]} | _tied_keys(model)
     if set(missing) - expected:
         raise KeyError(f"{directory}/{WEIGHTS} lacks {sorted(set(missing) - expected)[:5]}")
-    kind = _int4_weight_type()
     for name, layer in manifest["layers"].items():
-        module = model.get_submodule(name)
-        qdata = unpack_int4(tensors[f"{name}.weight.qdata"])
-        weight = kind(qdata, tensors[f"{name}.weight.scale"], tensors[f"{name}.weight.zero_point"], torch.int4,
-                      tuple(layer["block_size"]), getattr(torch, layer["dtype"]), layer["activation_quantization"])
-        module.weight = torch.nn.Parameter(weight, requires_grad=False)
+        weight = int4_weight(unpack_int4(tensors[f"{name}.weight.qdata"]), tensors[f"{name}.weight.scale"],
+                             tensors[f"{name}.weight.zero_point"], tuple(layer["block_size"]),
+                             getattr(torch, layer["dtype"]), layer["activation_quantization"])
+        model.get_submodule(name).weight = torch.nn.Parameter(weight, requires_grad=False)
     model.tie_weights()
     return model.eval()
 
