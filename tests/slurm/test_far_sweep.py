@@ -163,12 +163,18 @@ def test_a_cancelled_task_fails_the_sweep_instead_of_hanging(slurm_cluster, tmp_
 
 
 def test_a_real_time_limit_requeues_until_the_run_completes(slurm_cluster, tmp_path):
-    """A 1-minute job: SLURM itself sends SIGUSR2 `signal_delay_s` before the limit (checked every
-    ~30 s), Forge saves, submitit requeues; the run continues over as many attempts as it needs."""
+    """A 2-minute job: SLURM itself sends SIGUSR2 `signal_delay_s` before the limit, Forge saves,
+    submitit requeues; the run continues over as many attempts as it needs.
+
+    SLURM sends the warning up to 60 s early (its event resolution, `man sbatch --signal`). With a
+    1-minute limit and a 45 s delay it could land in the first second of an attempt, before submitit
+    has installed its handler, and the default action killed the task (CI saw it once). With 2
+    minutes and 30 s the warning comes at least 30 s into each attempt and 30 s before the limit
+    (here about 90 s in). 1,500 steps take longer than one attempt (about 7 steps/s on 2 cores)."""
     out = tmp_path / "outputs"
     proc = subprocess.run(
-        _sweep(slurm_cluster, out, "loss=combined_far", "seed=1", "trainer.max_steps=400", "trainer.save_steps=20",
-               "logger=none", "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=45"),
+        _sweep(slurm_cluster, out, "loss=combined_far", "seed=1", "trainer.max_steps=1500", "trainer.save_steps=50",
+               "logger=none", "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30"),
         cwd=tmp_path, env=_env(slurm_cluster), capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -181,9 +187,9 @@ def test_a_real_time_limit_requeues_until_the_run_completes(slurm_cluster, tmp_p
     # warning signal lands before Forge has recorded the attempt is requeued by submitit again.
     restarts = [int(a["slurm_restart_count"] or 0) for a in meta["attempts"]]
     assert restarts == sorted(set(restarts)) and restarts[-1] >= len(statuses) - 1, restarts
-    assert json.loads((run_dir / "metrics.json").read_text())["train"]["global_step"] == 400
+    assert json.loads((run_dir / "metrics.json").read_text())["train"]["global_step"] == 1500
     history = json.loads((run_dir / "training_state.json").read_text())["log_history"]
-    assert sorted({e["step"] for e in history if "loss" in e}) == list(range(1, 401))
+    assert sorted({e["step"] for e in history if "loss" in e}) == list(range(1, 1501))
     print(f"\ntime-limit run finished after {len(statuses)} attempts: {statuses}")
 
 
