@@ -265,8 +265,8 @@ def pre_evaluate(s: RunSession, data: Any, student: torch.nn.Module, teacher: An
         teacher.after_pre_eval()
         s.record(teacher=teacher.report)
     if s.plan.teacher_needs is not None and s.plan.cache is not None:
-        used = teacher is not None and teacher.session is not None
-        s.record(teacher_cache=teacher.session.report if used else {"used": False, "reason": s.plan.cache.reason})
+        report = teacher.cache_report() if teacher is not None else None
+        s.record(teacher_cache=report if report is not None else {"used": False, "reason": s.plan.cache.reason})
     log.info("Pre-training metrics: %s", pre)
     s.tracker.log(flatten({"pre": pre}), step=0)
     return pre

@@ -91,7 +91,8 @@ def build_plan(cfg: DictConfig) -> RunPlan:
         _check_teacher_use(cfg, mode, parts, needs, student_info, teacher_info, problems)
         _check_images(parts, needs, problems)
     cache, cache_problems = plan_cache(cfg, handler=handler, needs=needs,
-                                       mode_reasons=mode.cache_refusals(parts) if needs is not None else [])
+                                       mode_reasons=mode.cache_refusals(parts) if needs is not None else [],
+                                       stored_k=mode.stored_view_k(parts) if needs is not None else None)
     problems.extend(cache_problems)
     problems.raise_if_any()
     assert mode is not None and handler is not None and student_info is not None
@@ -100,7 +101,8 @@ def build_plan(cfg: DictConfig) -> RunPlan:
         teacher_head_trained=head_trained, tracker=tracker, backend_cls=backend_cls, cache=cache,
         attn_implementation="eager" if mode.uses_loss and loss.needs.attentions else "sdpa",
         teacher_needs=needs, quantizer=quantizer,
-        teacher_kind=teacher_kind(cfg, backend_cls=backend_cls, cache_enabled=cache.enabled) if needs else None,
+        teacher_kind=teacher_kind(cfg, backend_cls=backend_cls,
+                                 cache_enabled=cache.enabled and cache.topk is None) if needs else None,
     )
 
 

@@ -108,6 +108,7 @@ class CacheMode(str, Enum):
 class CacheDtype(str, Enum):
     float16 = "float16"
     float32 = "float32"
+    bfloat16 = "bfloat16"  # the top-k store only (16-bit log-probabilities)
 
 
 @dataclass

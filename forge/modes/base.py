@@ -201,6 +201,11 @@ class Mode(ABC):
         """Reasons specific to this mode why the teacher-signal cache would give wrong signals."""
         return []
 
+    def stored_view_k(self, parts: PlanParts) -> Optional[int]:
+        """The k of the teacher's top-k view this mode can read from the cache's top-k store in place
+        of its teacher backend (None: it reads none; KD's cache stands in for a forward pass instead)."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """What run_metadata.json records about the mode (the study report reads it)."""
         return {"name": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",

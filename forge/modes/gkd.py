@@ -3,7 +3,7 @@ generalized JSD `beta`), the teacher scored through a teacher backend (in-proces
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from forge.config.errors import ConfigProblem
 from forge.modes.base import Mode, PlanParts, TeacherNeeds, generation_only, token_score_problems
@@ -83,11 +83,23 @@ class GKDMode(Mode):
         return problems
 
     def cache_refusals(self, parts: PlanParts) -> list[str]:
-        lmbda = float(self.raw_settings.get("lmbda", 0.0) or 0.0)
-        if lmbda > 0:
-            return [f"mode={self.name} with mode.trainer.lmbda={lmbda} trains on samples the student generates "
-                    "during training (on-policy): the teacher must score each new sample"]
-        return []
+        """The cache holds the teacher's top-k view of the dataset's completions: it serves the
+        off-policy batches of any `lmbda` (on-policy samples are scored live, and the run says so)."""
+        settings, reasons = self.raw_settings, []
+        if self._sequence_level(parts):
+            return [f"teacher_backend={parts.backend_name} only generates: there is no distribution to store"]
+        if settings.get("top_k") is None:
+            reasons.append(f"mode={self.name} with mode.trainer.top_k=null reads the teacher's dense logits, which the "
+                           "cache does not store (a vocabulary-sized row per token); set mode.trainer.top_k=20 to "
+                           "read a stored top-20 view")
+        if settings.get("seq_kd"):
+            reasons.append(f"mode={self.name} with mode.trainer.seq_kd=true trains on completions the teacher samples "
+                           "at each step; the store holds the teacher's view of the dataset's completions")
+        return reasons
+
+    def stored_view_k(self, parts: PlanParts) -> Optional[int]:
+        top_k = self.raw_settings.get("top_k")
+        return None if top_k is None or self._sequence_level(parts) else int(top_k)
 
     def trainer_kwargs(self) -> dict[str, Any]:
         return {"settings": self.settings}

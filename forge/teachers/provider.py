@@ -56,7 +56,8 @@ class Teacher:
 
     model: run by the trainer (live / finetuned with `via="model"`); None when cached or served.
     backend: scores sequences (`via="backend"`: wraps the model in-process, or talks to a server).
-    signals: the cached signals standing in for the model's forward pass.
+    signals: the cached signals standing in for the model's forward pass, or the stored top-k
+      view standing in for the backend on off-policy batches (`store` obtained it).
     trainable: co-trained (its parameters join the student's optimizer and checkpoints).
     """
 
@@ -66,7 +67,13 @@ class Teacher:
     signals: Any = None
     trainable: bool = False
     session: Any = None
+    store: Any = None
     report: dict[str, Any] = field(default_factory=dict)
+
+    def cache_report(self) -> Optional[dict[str, Any]]:
+        """What run_metadata.json records under `teacher_cache` (None: the cache was not used)."""
+        owner = self.session if self.session is not None else self.store
+        return None if owner is None else owner.report
 
     def scores(self, score: Callable[[nn.Module], dict[str, float]], eval_sets: dict[str, Any]) -> Optional[dict]:
         """The teacher's eval scores (a cached teacher's come from the shared store); None for a
@@ -153,11 +160,25 @@ class TeacherProvider:
                 teacher.backend.adopt_tokenizer(self._tokenizer())
             teacher.report["backend"] = teacher.backend.describe()
             log.info("Teacher backend: %s", teacher.report["backend"])
+            if self.plan.cache is not None and self.plan.cache.enabled and self.plan.cache.topk is not None:
+                self._stored_view(teacher)
         teacher.report["kind"] = kind.value
         return teacher
 
     def _served(self) -> Teacher:
         return Teacher(TeacherKind.served, backend=self._backend(tokenizer=self._tokenizer()))
+
+    def _stored_view(self, teacher: Teacher) -> None:
+        """The cache's top-k store of this backend's view of the training completions: rank 0 builds
+        a missing one (other jobs wait on its lock), then every rank reads it."""
+        from forge.teachers.cache.topk_session import TopKStoreSession
+
+        cache = self.plan.cache
+        teacher.store = TopKStoreSession(root=cache.root, spec=cache.topk, backend=teacher.backend,
+                                         dataset=self.data.train, collator=self.data.collator,
+                                         tokenizer=self._tokenizer(), batch_size=cache.batch_size)
+        with self.ranks.main_first():
+            teacher.signals = teacher.store.open()
 
     def _cached(self) -> Teacher:
         from forge.teachers.cache.session import TeacherCacheSession

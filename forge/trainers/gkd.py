@@ -20,6 +20,7 @@ tested to equal TRL's `generalized_jsd_loss` on the same inputs.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainingArguments
 
 from forge.config.ranges import at_least, in_range, non_negative, positive, range_problems
+from forge.data.indexing import EXAMPLE_INDEX_KEY
 from forge.decoding.generation import completion_mask, eos_ids, generate_completions, positions_from_mask
 from forge.decoding.scoring import TeacherBackendError, TeacherScorer
 from forge.decoding.token_logprobs import completion_request as teacher_request
@@ -37,6 +39,8 @@ from forge.losses.divergence import TopKView, generalized_jsd, topk_generalized_
 from forge.runtime.seeds import derived_seed, seeded
 from forge.trainers.base import ForgeTrainerMixin, TrainingRuntime, trainer_kwargs
 from forge.trainers.components import TrainingComponents
+
+log = logging.getLogger(__name__)
 
 #: where a batch's completions came from (logged: `loss/on_policy` = fraction of student samples)
 SOURCE_DATASET, SOURCE_TEACHER, SOURCE_STUDENT = 0, 1, 2
@@ -114,10 +118,14 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
 
     def __init__(self, *args: Any, runtime: Optional[TrainingRuntime] = None,
                  teacher_backend: TeacherScorer, settings: GKDSettings, pad_token_id: int,
-                 eos_token_id: Optional[list[int]] = None, page_prompts: bool = False, **kwargs: Any) -> None:
+                 eos_token_id: Optional[list[int]] = None, page_prompts: bool = False,
+                 teacher_store: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._init_forge(runtime)
         self.teacher_backend = teacher_backend
+        #: the cache's stored top-k view (`StoredTopK`): read for off-policy batches of dataset completions
+        self.teacher_store = teacher_store
+        self._said_live = False
         self.settings = settings
         self.pad_token_id = int(pad_token_id)
         self.eos = list(eos_token_id or eos_ids(self.model))
@@ -153,6 +161,7 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
             pad_token_id=pad,
             eos_token_id=eos_ids(components.student, tokenizer.eos_token_id),
             page_prompts=components.page_prompts,
+            teacher_store=components.teacher_signals,
             **trainer_kwargs(runtime),
         )
 
@@ -190,19 +199,17 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
         return inputs["completion_input_ids"], inputs["completion_attention_mask"], SOURCE_DATASET
 
     def _teacher_divergence(self, student_logits: torch.Tensor, inputs: dict[str, torch.Tensor],
-                            completion: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+                            completion: torch.Tensor, mask: torch.Tensor, source: int) -> torch.Tensor:
         s = self.settings
-        t_prompt, t_mask = teacher_prompt(inputs)
-        request = teacher_request(t_prompt, t_mask, completion, mask, vision=teacher_vision(inputs))
-        start, width = t_prompt.shape[1] - 1, completion.shape[1]
         counted = mask.bool()
         if s.top_k is None:
+            t_prompt, t_mask = teacher_prompt(inputs)
+            request = teacher_request(t_prompt, t_mask, completion, mask, vision=teacher_vision(inputs))
+            start, width = t_prompt.shape[1] - 1, completion.shape[1]
             teacher_logits = self.teacher_backend.logits(request)[:, start:start + width]
             return generalized_jsd(student_logits, teacher_logits.to(student_logits.device), beta=s.beta,
                                    temperature=s.temperature, mask=counted)
-        view = self.teacher_backend.topk(request, s.top_k, s.temperature)
-        view = TopKView(view.token_ids[:, start:start + width], view.logprobs[:, start:start + width],
-                        view.temperature).to(student_logits.device)
+        view = self._teacher_topk(inputs, completion, mask, source).to(student_logits.device)
         # A position a server could not describe comes back as padding: leave it out, and count it.
         scored = counted & torch.isfinite(view.logprobs).any(-1)
         self._unscored = int((counted & ~scored).sum())
@@ -210,6 +217,23 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
             raise TeacherBackendError(f"teacher backend '{self.teacher_backend.name}' described none of "
                                       f"the {int(counted.sum())} completion tokens of this batch")
         return topk_generalized_jsd(student_logits, view, beta=s.beta, temperature=s.temperature, mask=scored)
+
+    def _teacher_topk(self, inputs: dict[str, torch.Tensor], completion: torch.Tensor, mask: torch.Tensor,
+                      source: int) -> TopKView:
+        """The teacher's top-k view of the completion tokens: from the store for the dataset's
+        completions, live for anything sampled during training (the store never saw it)."""
+        if self.teacher_store is not None and source == SOURCE_DATASET:
+            return self.teacher_store.view(inputs[EXAMPLE_INDEX_KEY], mask)
+        if self.teacher_store is not None and not self._said_live:
+            log.info("Step %d: completions sampled during training are scored by the live teacher; the top-k store "
+                     "holds the teacher's view of the dataset's completions only", self.state.global_step)
+            self._said_live = True
+        t_prompt, t_mask = teacher_prompt(inputs)
+        request = teacher_request(t_prompt, t_mask, completion, mask, vision=teacher_vision(inputs))
+        start, width = t_prompt.shape[1] - 1, completion.shape[1]
+        view = self.teacher_backend.topk(request, self.settings.top_k, self.settings.temperature)
+        return TopKView(view.token_ids[:, start:start + width], view.logprobs[:, start:start + width],
+                        view.temperature)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
         self._unscored = 0
@@ -220,11 +244,12 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
         if self.sequence_level:  # the teacher's text is the target; there is no distribution to match
             jsd = F.cross_entropy(logits[counted].float(), completion[counted])
         else:
-            jsd = self._teacher_divergence(logits, inputs, completion, mask)
+            jsd = self._teacher_divergence(logits, inputs, completion, mask, source)
         loss = jsd
         components: dict[str, Any] = {("ce_teacher_text" if self.sequence_level else "jsd"): jsd.detach(),
                                       "on_policy": float(source == SOURCE_STUDENT),
                                       "teacher_unscored": float(self._unscored),
+                                      "teacher_stored": float(self.teacher_store is not None and source == SOURCE_DATASET),
                                       "completion_tokens": float(mask.sum(-1).float().mean())}
         if self.settings.sft_weight > 0 and source == SOURCE_DATASET:
             ce = F.cross_entropy(logits[counted].float(), completion[counted])

@@ -148,13 +148,18 @@ def test_co_trained_teacher_is_refused(strategy):
     assert "teacher.cache" in text and "co-trained" in text and "teacher.cache=off" in text
 
 
-def test_on_policy_gkd_is_refused():
-    overrides = ["task=europarl_en_fr", "model=smollm2", "mode=gkd", "mode.trainer.lmbda=0.5",
-                 "teacher.cache=on"]
+def test_gkd_reads_a_stored_top_k_view_for_any_lmbda_but_never_dense_logits():
+    from forge.teachers.provider import TeacherKind
     from tests.conftest import compose_config
 
-    with pytest.raises(ConfigError, match="on-policy"):
-        build_plan(compose_config(overrides))
+    gkd = ["task=europarl_en_fr", "model=smollm2", "mode=gkd", "mode.trainer.lmbda=0.5"]
+    plan = build_plan(compose_config([*gkd, "mode.trainer.top_k=20", "teacher.cache=on"]))
+    assert plan.cache.enabled and plan.cache.topk.k == 20 and plan.cache.topk.dtype == "float16"
+    assert plan.teacher_kind == TeacherKind.live  # the backend stays: on-policy batches are scored live
+    with pytest.raises(ConfigError, match="dense logits"):
+        build_plan(compose_config([*gkd, "teacher.cache=on"]))
+    with pytest.raises(ConfigError, match="seq_kd=true"):
+        build_plan(compose_config([*gkd, "mode.trainer.top_k=20", "mode.trainer.seq_kd=true", "teacher.cache=on"]))
 
 
 def test_augmented_inputs_are_refused(monkeypatch):

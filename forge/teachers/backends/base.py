@@ -146,6 +146,13 @@ class TeacherBackend(ABC):
                 "use teacher_backend=hf (the model pair's teacher), vlm_server (a chat server that reads pages) "
                 "or tesseract")
 
+    def identity(self) -> dict[str, Any]:
+        """What the teacher's answers depend on, for stores keyed by content (`forge.teachers.cache`):
+        by default the served model's name and address as `describe` records them. Timeouts and
+        retries are left out; they do not change an answer."""
+        described = self.describe()
+        return {key: described[key] for key in ("backend", "base_url", "model") if key in described}
+
     def close(self) -> None:
         """Release connections / memory. Idempotent."""
 

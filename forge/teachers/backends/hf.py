@@ -97,6 +97,12 @@ class HFTeacherBackend(TeacherBackend):
                                     temperature=temperature, do_sample=do_sample, eos_token_id=eos_token_id,
                                     vision=vision)
 
+    def identity(self) -> dict[str, Any]:
+        """The weights themselves (sha256): a path may hold other weights tomorrow."""
+        from forge.teachers.cache.fingerprint import state_dict_fingerprint
+
+        return {"backend": "hf", "weights": state_dict_fingerprint(self.model)}
+
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model": str(getattr(self.model.config, "name_or_path", "")),
                 "top_k": self.top_k}

@@ -21,9 +21,13 @@ from typing import Any, Optional
 from omegaconf import DictConfig
 
 from forge.config.errors import ConfigProblem
+from forge.teachers.cache.topk_store import LOGPROB_DTYPES, TopKSpec
 
 CACHE_MODES = ("auto", "on", "off")
-CACHE_DTYPES = ("float16", "float32")
+CACHE_DTYPES = ("float16", "float32", "bfloat16")
+#: what the signal cache (KD's logits / hidden states / attention maps) stores; the top-k store
+#: keeps log-probabilities in 16 bits (`forge.teachers.cache.topk_store.LOGPROB_DTYPES`)
+SIGNAL_DTYPES = ("float16", "float32")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,9 @@ class CachePlan:
     dtype: str = "float16"
     batch_size: int = 64
     share_teacher: bool = False
+    #: the top-k view read from the store in place of the teacher backend (decoder GKD); None: the
+    #: cache stands in for the teacher's forward pass (KD's signals)
+    topk: Optional[TopKSpec] = None
 
 
 def default_cache_root() -> Path:
@@ -53,36 +60,40 @@ def _plain(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
-def refusals(cfg: DictConfig, handler: Any, needs: Any, mode_reasons: list[str]) -> list[str]:
+def refusals(cfg: DictConfig, handler: Any, needs: Any, mode_reasons: list[str], *,
+             stores_view: bool = False) -> list[str]:
     """Every reason the cache would give wrong teacher signals (or cannot serve) for this run.
 
-    needs: the mode's `TeacherNeeds`; mode_reasons: the mode's own (`Mode.cache_refusals`)."""
+    needs: the mode's `TeacherNeeds`; mode_reasons: the mode's own (`Mode.cache_refusals`);
+    stores_view: the mode reads a stored top-k view in place of its backend, which any backend
+    (in process or a server) can build."""
     reasons = []
     ts = cfg.teacher_strategy
     if ts.get("cotrain"):
         reasons.append(f"the teacher is co-trained (teacher_strategy={ts.name}): it changes every step, so "
                        "signals stored earlier are stale")
     reasons += mode_reasons
-    if needs is not None and needs.via == "backend" and not mode_reasons:
+    if needs is not None and needs.via == "backend" and not mode_reasons and not stores_view:
         reasons.append(f"mode={cfg.mode.name} reads its teacher through the teacher backend; the cache stands in "
                        "for a teacher's forward pass (mode=kd)")
-    if ts.get("context"):
+    if ts.get("context") and not stores_view:  # the stored view is keyed by the teacher's own prompts too
         reasons.append("context baking scores the teacher on prompts the student's data does not hold")
     if getattr(handler, "cache_refusal", None):
         reasons.append(f"task={cfg.task.name}: {handler.cache_refusal}")
     if getattr(handler, "augments_inputs", False):
         reasons.append(f"task={cfg.task.name} augments its inputs (an example's tokens differ between epochs)")
     backend = cfg.get("teacher_backend")
-    if backend is not None and backend.get("name") not in (None, "hf"):
+    if backend is not None and backend.get("name") not in (None, "hf") and not stores_view:
         reasons.append(f"teacher_backend={backend.get('name')} serves a remote teacher")
     return reasons
 
 
-def plan_cache(cfg: DictConfig, *, handler: Any, needs: Any, mode_reasons: list[str]
-               ) -> tuple[CachePlan, list[ConfigProblem]]:
+def plan_cache(cfg: DictConfig, *, handler: Any, needs: Any, mode_reasons: list[str],
+               stored_k: Optional[int] = None) -> tuple[CachePlan, list[ConfigProblem]]:
     """The cache decision and, for teacher.cache=on where it would be wrong, the config problems.
 
-    needs: the mode's `TeacherNeeds`, None when the mode has no teacher."""
+    needs: the mode's `TeacherNeeds`, None when the mode has no teacher; stored_k: the k of the
+    top-k view the mode would read from the store in place of its backend (`Mode.stored_view_k`)."""
     node = cfg.get("teacher") or {}
     mode = _plain(node.get("cache", "auto"))
     root_value: Optional[str] = node.get("cache_root")
@@ -100,12 +111,28 @@ def plan_cache(cfg: DictConfig, *, handler: Any, needs: Any, mode_reasons: list[
         return CachePlan(False, f"mode={cfg.mode.name} has no teacher", root, dtype, batch), problems
     if mode == "off":
         return CachePlan(False, "teacher.cache=off", root, dtype, batch), problems
+    if dtype in CACHE_DTYPES:
+        problems += _dtype_problems(dtype, stored_k)
     share = not cfg.teacher_strategy.get("cotrain")
-    reasons = refusals(cfg, handler, needs, mode_reasons)
+    reasons = refusals(cfg, handler, needs, mode_reasons, stores_view=stored_k is not None)
     if reasons and mode == "on":
         for reason in reasons:
             problems.append(ConfigProblem("teacher.cache", f"cannot be on: {reason}.", mode,
                                           "set teacher.cache=off (or auto, which falls back to the live teacher)"))
-    if reasons:
+    if reasons or problems:
         return CachePlan(False, "; ".join(reasons), root, dtype, batch, share_teacher=share), problems
-    return CachePlan(True, "", root, dtype, batch, share_teacher=share), problems
+    topk = TopKSpec(int(stored_k), dtype) if stored_k is not None else None
+    return CachePlan(True, "", root, dtype, batch, share_teacher=share, topk=topk), problems
+
+
+def _dtype_problems(dtype: str, stored_k: Optional[int]) -> list[ConfigProblem]:
+    """The top-k store keeps 16-bit log-probabilities; the signal cache stores what numpy has."""
+    if stored_k is not None and dtype not in LOGPROB_DTYPES:
+        return [ConfigProblem("teacher.cache_dtype", "is not a 16-bit type: the top-k store keeps the teacher's "
+                                                     "log-probabilities in 16 bits.", dtype,
+                              f"valid here: {', '.join(LOGPROB_DTYPES)}")]
+    if stored_k is None and dtype not in SIGNAL_DTYPES:
+        return [ConfigProblem("teacher.cache_dtype", "is not stored by the signal cache (logits, hidden states, "
+                                                     "attention maps are numpy arrays; numpy has no bfloat16).",
+                              dtype, f"valid here: {', '.join(SIGNAL_DTYPES)}")]
+    return []

@@ -23,6 +23,16 @@ class CacheMismatchError(RuntimeError):
     """A batch does not match the cache (lengths differ): the data changed under the same key."""
 
 
+def check_batch_lengths(store: SignalStore, index: np.ndarray, lengths: np.ndarray, real: np.ndarray,
+                        what: str = "tokens") -> None:
+    """Raise CacheMismatchError unless the batch's real lengths are the ones the store holds."""
+    if not np.array_equal(lengths, real):
+        raise CacheMismatchError(
+            f"teacher cache {store.path} holds {lengths.tolist()} {what} for examples {index.tolist()} but the "
+            f"batch has {real.tolist()}: the data changed under the same cache key. Delete that directory or set "
+            "teacher.cache=off.")
+
+
 class CachedTeacherSignals:
     """Memory-mapped teacher outputs for one training set; cheap to index per batch."""
 
@@ -43,12 +53,7 @@ class CachedTeacherSignals:
 
     def _check(self, index: np.ndarray, token_mask: torch.Tensor) -> np.ndarray:
         lengths = self.lengths[index]
-        real = token_mask.sum(dim=1).cpu().numpy()
-        if not np.array_equal(lengths, real):
-            raise CacheMismatchError(
-                f"teacher cache {self.store.path} holds {lengths.tolist()} tokens for examples {index.tolist()} "
-                f"but the batch has {real.tolist()}: the data changed under the same cache key. Delete that "
-                "directory or set teacher.cache=off.")
+        check_batch_lengths(self.store, index, lengths, token_mask.sum(dim=1).cpu().numpy())
         return lengths
 
     def view(self, example_index: torch.Tensor, token_mask: torch.Tensor) -> ForwardView:

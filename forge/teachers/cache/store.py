@@ -16,6 +16,7 @@ crash mid-build leaves the entry missing (rebuilt next time), never half-written
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import Any, Optional
 import numpy as np
 
 from forge.runtime.rundir import read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -70,8 +73,13 @@ class SignalStore:
         found = {}
         for name, record in self.manifest().get("entries", {}).items():
             file = self.path / record["file"]
-            if file.is_file() and file.stat().st_size == record["bytes"]:
+            size = file.stat().st_size if file.is_file() else None
+            if size == record["bytes"]:
                 found[name] = record
+            else:
+                log.warning("Teacher cache %s: entry '%s' is damaged (%s holds %s of its %d bytes); it is not read and "
+                            "will be built again", self.path, name, file.name,
+                            "none" if size is None else size, record["bytes"])
         return found
 
     def missing(self, wanted: list[str]) -> list[str]:
