@@ -88,15 +88,21 @@ def student_completion_logits(model: Any, prompt: torch.Tensor, prompt_mask: tor
                               completion: torch.Tensor, completion_mask_: torch.Tensor,
                               vision: Optional[VisionInputs] = None) -> torch.Tensor:
     """[B, C, V] student logits predicting each completion token (prompt block + completion block;
-    a page prompt's pixels with it, and multimodal RoPE numbering the positions)."""
+    a page prompt's pixels with it, and multimodal RoPE numbering the positions).
+
+    The LM head runs on the last C + 1 positions only (`logits_to_keep`): the prompt's positions
+    predict nothing the loss counts, and for a small student the vocabulary projection of every
+    prompt token would cost as much as its blocks."""
     ids = torch.cat([prompt, completion], dim=1)
     mask = torch.cat([prompt_mask, completion_mask_], dim=1)
+    width = completion.shape[1]
     if vision is not None:
-        out = model(input_ids=ids, attention_mask=mask, use_cache=False, **vision.model_kwargs(completion.shape[1]))
-    else:
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=False)
-    start = prompt.shape[1] - 1
-    return out.logits[:, start:start + completion.shape[1]]
+        out = model(input_ids=ids, attention_mask=mask, use_cache=False, **vision.model_kwargs(width))
+        start = prompt.shape[1] - 1
+        return out.logits[:, start:start + width]
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=False,
+                logits_to_keep=width + 1)
+    return out.logits[:, :width]
 
 
 def teacher_prompt(inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
