@@ -114,7 +114,9 @@ class CacheDtype(str, Enum):
 @dataclass
 class TeacherConfig:
     """The teacher-signal cache (forge.teachers.cache): a frozen teacher's logits and mapped-layer
-    hidden states / attention maps on the training set, computed once per content key.
+    hidden states / attention maps on the training set, computed once per content key; for decoder
+    GKD with `mode.trainer.top_k`, the teacher's top-k view of every completion token instead.
+    cache_dtype: float16 | float32 for signals, float16 | bfloat16 for the top-k store.
 
     cache_root: null means $FORGE_TEACHER_CACHE_DIR, else ~/.cache/forge/teacher_cache (use a file
       system every SLURM node sees). cache_batch_size: the teacher's batch while building.
