@@ -67,6 +67,13 @@ def pad_sequences(
     return ids, mask
 
 
+
+def teacher_prompt(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's left-padded prompt in a collated batch: its own (context baking) or the student's."""
+    if TEACHER_PROMPT in batch:
+        return batch[TEACHER_PROMPT], batch["teacher_prompt_attention_mask"]
+    return batch[PROMPT], batch["prompt_attention_mask"]
+
 class CausalLMCollator:
     """List of prepared examples -> the training batch of a prompt → completion task.
 

@@ -77,6 +77,23 @@ def completion_request(prompt: torch.Tensor, prompt_mask: torch.Tensor, completi
     return ScoreRequest(input_ids=ids, attention_mask=mask, positions=wanted, vision=vision)
 
 
+def completion_logits(scorer: TeacherScorer, prompt: torch.Tensor, prompt_mask: torch.Tensor,
+                      completion: torch.Tensor, completion_mask: torch.Tensor, vision: Any = None) -> torch.Tensor:
+    """[B, C, V] the teacher's dense logits predicting each completion token."""
+    request = completion_request(prompt, prompt_mask, completion, completion_mask, vision=vision)
+    start = prompt.shape[1] - 1
+    return scorer.logits(request)[:, start:start + completion.shape[1]]
+
+
+def completion_topk(scorer: TeacherScorer, prompt: torch.Tensor, prompt_mask: torch.Tensor, completion: torch.Tensor,
+                    completion_mask: torch.Tensor, k: int, temperature: float = 1.0, vision: Any = None) -> TopKView:
+    """[B, C, k] the teacher's top-k view of each completion token (undescribed positions: −inf rows)."""
+    request = completion_request(prompt, prompt_mask, completion, completion_mask, vision=vision)
+    view = scorer.topk(request, int(k), temperature)
+    start, width = prompt.shape[1] - 1, completion.shape[1]
+    return TopKView(view.token_ids[:, start:start + width], view.logprobs[:, start:start + width], view.temperature)
+
+
 @torch.no_grad()
 def teacher_token_logprobs(scorer: TeacherScorer, prompt: torch.Tensor, prompt_mask: torch.Tensor,
                            completion: torch.Tensor, completion_mask: torch.Tensor, *,
@@ -86,23 +103,21 @@ def teacher_token_logprobs(scorer: TeacherScorer, prompt: torch.Tensor, prompt_m
     top_k None reads dense logits (the backend must give them); an int reads the top-k view.
     Raises TeacherBackendError when the backend could describe none of the counted positions.
     """
-    request = completion_request(prompt, prompt_mask, completion, completion_mask, vision=vision)
-    start, width = prompt.shape[1] - 1, completion.shape[1]
     counted = completion_mask.bool()
     if top_k is None:
-        logits = scorer.logits(request)[:, start:start + width].float().to(completion.device)
-        logp = torch.log_softmax(logits / temperature, dim=-1).gather(-1, completion.unsqueeze(-1)).squeeze(-1)
+        logits = completion_logits(scorer, prompt, prompt_mask, completion, completion_mask, vision).float()
+        logp = torch.log_softmax(logits.to(completion.device) / temperature, dim=-1)
+        logp = logp.gather(-1, completion.unsqueeze(-1)).squeeze(-1)
         return TokenLogprobs(logp.masked_fill(~counted, 0.0), counted, torch.zeros_like(counted))
-    return _from_view(scorer, completion, counted, scorer.topk(request, int(top_k), temperature), start)
+    view = completion_topk(scorer, prompt, prompt_mask, completion, completion_mask, top_k, temperature, vision)
+    return _from_view(scorer, completion, counted, view)
 
 
-def _from_view(scorer: TeacherScorer, completion: torch.Tensor, counted: torch.Tensor, view: TopKView,
-               start: int) -> TokenLogprobs:
-    """Each sampled token's log-probability in a top-k view: exact when the view holds it, else the
-    view's smallest (an upper bound); undescribed positions get their row's mean."""
-    width = completion.shape[1]
-    ids = view.token_ids[:, start:start + width].to(completion.device)
-    lps = view.logprobs[:, start:start + width].float().to(completion.device)
+def _from_view(scorer: TeacherScorer, completion: torch.Tensor, counted: torch.Tensor, view: TopKView) -> TokenLogprobs:
+    """Each sampled token's log-probability in a [B, C, k] view of the completion: exact when the view
+    holds it, else the view's smallest (an upper bound); undescribed positions get their row's mean."""
+    ids = view.token_ids.to(completion.device)
+    lps = view.logprobs.float().to(completion.device)
     described = torch.isfinite(lps).any(-1) & counted
     if counted.any() and not described.any():
         raise TeacherBackendError(f"teacher backend '{getattr(scorer, 'name', '?')}' described none of the "

@@ -30,10 +30,11 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainingArguments
 
 from forge.config.ranges import at_least, in_range, non_negative, positive, range_problems
+from forge.data.causal_collate import teacher_prompt
 from forge.data.indexing import EXAMPLE_INDEX_KEY
 from forge.decoding.generation import completion_mask, eos_ids, generate_completions, positions_from_mask
 from forge.decoding.scoring import TeacherBackendError, TeacherScorer
-from forge.decoding.token_logprobs import completion_request as teacher_request
+from forge.decoding.token_logprobs import completion_logits, completion_topk
 from forge.decoding.vision import VisionInputs, vision_inputs
 from forge.losses.divergence import TopKView, generalized_jsd, topk_generalized_jsd
 from forge.runtime.seeds import derived_seed, seeded
@@ -103,13 +104,6 @@ def student_completion_logits(model: Any, prompt: torch.Tensor, prompt_mask: tor
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=False,
                 logits_to_keep=width + 1)
     return out.logits[:, :width]
-
-
-def teacher_prompt(inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher's left-padded prompt: its own (context baking) or the student's."""
-    if "teacher_prompt_input_ids" in inputs:
-        return inputs["teacher_prompt_input_ids"], inputs["teacher_prompt_attention_mask"]
-    return inputs["prompt_input_ids"], inputs["prompt_attention_mask"]
 
 
 def teacher_vision(inputs: dict[str, Any]) -> Optional[VisionInputs]:
@@ -209,10 +203,8 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
         s = self.settings
         counted = mask.bool()
         if s.top_k is None:
-            t_prompt, t_mask = teacher_prompt(inputs)
-            request = teacher_request(t_prompt, t_mask, completion, mask, vision=teacher_vision(inputs))
-            start, width = t_prompt.shape[1] - 1, completion.shape[1]
-            teacher_logits = self.teacher_backend.logits(request)[:, start:start + width]
+            teacher_logits = completion_logits(self.teacher_backend, *teacher_prompt(inputs), completion, mask,
+                                               teacher_vision(inputs))
             return generalized_jsd(student_logits, teacher_logits.to(student_logits.device), beta=s.beta,
                                    temperature=s.temperature, mask=counted)
         view = self._teacher_topk(inputs, completion, mask, source).to(student_logits.device)
@@ -234,12 +226,8 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
             log.info("Step %d: completions sampled during training are scored by the live teacher; the top-k store "
                      "holds the teacher's view of the dataset's completions only", self.state.global_step)
             self._said_live = True
-        t_prompt, t_mask = teacher_prompt(inputs)
-        request = teacher_request(t_prompt, t_mask, completion, mask, vision=teacher_vision(inputs))
-        start, width = t_prompt.shape[1] - 1, completion.shape[1]
-        view = self.teacher_backend.topk(request, self.settings.top_k, self.settings.temperature)
-        return TopKView(view.token_ids[:, start:start + width], view.logprobs[:, start:start + width],
-                        view.temperature)
+        return completion_topk(self.teacher_backend, *teacher_prompt(inputs), completion, mask, self.settings.top_k,
+                               self.settings.temperature, teacher_vision(inputs))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
         self._unscored = 0

@@ -10,7 +10,8 @@ from forge.losses.divergence import TopKView, generalized_jsd, topk_generalized_
 from forge.teachers.backends.base import ScoreRequest
 from forge.decoding.generation import completion_mask, generate_completions, positions_from_mask
 from forge.teachers.backends.hf import HFTeacherBackend
-from forge.trainers.gkd import GKDSettings, on_policy_for, student_completion_logits, teacher_request
+from forge.decoding.token_logprobs import completion_request as teacher_request
+from forge.trainers.gkd import GKDSettings, on_policy_for, student_completion_logits
 
 VOCAB, PAD, EOS = 48, 0, 2
 

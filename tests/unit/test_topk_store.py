@@ -95,13 +95,10 @@ def test_stored_rows_equal_the_live_view_within_float16_rounding(tmp_path, backe
 
 
 def batch_view_at(backend, batch, k, temperature):
-    from forge.decoding.token_logprobs import completion_request
+    from forge.decoding.token_logprobs import completion_topk
 
-    prompt, completion = batch["prompt_input_ids"], batch["completion_input_ids"]
-    out = backend.topk(completion_request(prompt, batch["prompt_attention_mask"], completion,
-                                          batch["completion_attention_mask"]), k, temperature)
-    start = prompt.shape[1] - 1
-    return out.logprobs[:, start:start + completion.shape[1]]
+    return completion_topk(backend, batch["prompt_input_ids"], batch["prompt_attention_mask"],
+                           batch["completion_input_ids"], batch["completion_attention_mask"], k, temperature).logprobs
 
 
 def test_the_store_reports_its_size_per_token_and_is_built_once(tmp_path, backend):

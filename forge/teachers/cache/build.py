@@ -23,10 +23,10 @@ from forge.teachers.cache.store import (
 log = logging.getLogger(__name__)
 
 
-def example_lengths(dataset: Any) -> np.ndarray:
-    """Real tokens of each (unpadded, tokenised) training example."""
+def example_lengths(dataset: Any, column: str = "input_ids") -> np.ndarray:
+    """Real tokens of each (unpadded, tokenised) training example, in `column`."""
     names = getattr(dataset, "column_names", None)
-    ids = dataset["input_ids"] if names is not None else [dataset[i]["input_ids"] for i in range(len(dataset))]
+    ids = dataset[column] if names is not None else [dataset[i][column] for i in range(len(dataset))]
     return np.asarray([len(x) for x in ids], dtype=np.int64)
 
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from forge.decoding.token_logprobs import completion_request
+from forge.data.causal_collate import teacher_prompt
+from forge.decoding.token_logprobs import completion_topk
 from forge.losses.divergence import TopKView
 from forge.teachers.cache.fingerprint import dataset_fingerprint, digest, model_input_columns, short, tokenizer_fingerprint
 from forge.teachers.cache.lock import exclusive
@@ -39,14 +40,8 @@ TEMPERATURE_HANDLING = "rows at temperature 1, re-tempered over the k ids on rea
 def batch_view(backend: Any, batch: dict[str, Any], k: int) -> TopKView:
     """The backend's [B, C, k] view of a collated batch's completion tokens at temperature 1,
     asked exactly as a live off-policy GKD step asks it (the teacher's own prompt when it has one)."""
-    if "teacher_prompt_input_ids" in batch:
-        prompt, prompt_mask = batch["teacher_prompt_input_ids"], batch["teacher_prompt_attention_mask"]
-    else:
-        prompt, prompt_mask = batch["prompt_input_ids"], batch["prompt_attention_mask"]
-    completion, mask = batch["completion_input_ids"], batch["completion_attention_mask"]
-    view = backend.topk(completion_request(prompt, prompt_mask, completion, mask), k, 1.0)
-    start, width = prompt.shape[1] - 1, completion.shape[1]
-    return TopKView(view.token_ids[:, start:start + width], view.logprobs[:, start:start + width], 1.0)
+    return completion_topk(backend, *teacher_prompt(batch), batch["completion_input_ids"],
+                           batch["completion_attention_mask"], k, 1.0)
 
 
 @dataclass

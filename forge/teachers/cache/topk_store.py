@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from forge.losses.divergence import TopKView
+from forge.teachers.cache.build import example_lengths
+from forge.teachers.cache.signals import check_batch_lengths
 from forge.teachers.cache.store import SignalStore, row_offsets
 
 log = logging.getLogger(__name__)
@@ -92,13 +94,10 @@ class CompletionBatches:
         self.dataset, self.collator, self.batch_size = dataset, collator, batch_size
 
     def lengths(self) -> np.ndarray:
-        return np.asarray([len(self.dataset[i]["completion_input_ids"]) for i in range(len(self.dataset))],
-                          dtype=np.int64)
+        return example_lengths(self.dataset, "completion_input_ids")
 
     def __iter__(self):
-        sizes = [len(self.dataset[i]["prompt_input_ids"]) + len(self.dataset[i]["completion_input_ids"])
-                 for i in range(len(self.dataset))]
-        order = np.argsort(np.asarray(sizes), kind="stable")
+        order = np.argsort(example_lengths(self.dataset, "prompt_input_ids") + self.lengths(), kind="stable")
         for start in range(0, len(order), self.batch_size):
             index = order[start:start + self.batch_size]
             yield index, self.collator([self.dataset[int(i)] for i in index])
@@ -153,8 +152,6 @@ class StoredTopK:
 
     def view(self, example_index: torch.Tensor, completion_mask: torch.Tensor) -> TopKView:
         """[B, C, k] view for the batch's examples; padding positions: id 0, log-probability −inf."""
-        from forge.teachers.cache.signals import check_batch_lengths
-
         index = example_index.detach().cpu().numpy().astype(np.int64)
         lengths = self.lengths[index]
         check_batch_lengths(self.store, index, lengths, completion_mask.sum(dim=1).cpu().numpy(), "completion tokens")
