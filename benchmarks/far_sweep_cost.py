@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data" / "glue" / "SST-2"
 
 
@@ -58,6 +59,8 @@ def durations(root: Path) -> list[float]:
 
 
 def main() -> None:
+    from benchmarks.results import write_results
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--examples", type=int, default=2000)
@@ -97,9 +100,8 @@ def main() -> None:
         f"| peak RSS KD live / SFT | {live_rss / sft_rss:.2f} |",
         f"| teacher cache on disk (teacher + signals + scores) | {cache_size / 2**20:.1f} MiB |",
     ]
-    print("\n".join(lines))
-    (work / "results.md").write_text("\n".join(lines) + "\n")
-    print(f"\nwork directory: {work}")
+    write_results(work, "\n".join(lines))
+    print(f"work directory: {work}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 import tempfile
@@ -285,6 +284,8 @@ def render(rows: list[dict[str, Any]], store_report: dict[str, Any], args: argpa
 
 
 def main() -> None:
+    from benchmarks.results import write_results
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds (one batch each)")
@@ -299,14 +300,8 @@ def main() -> None:
         store, report = build_store(setup, args, Path(tmp))
         records = run_rounds(setup, args, store, Path(tmp))
     rows = summarize(records)
-    table = render(rows, report, args)
-    print("\n" + table)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(table + "\n")
-    (out / "results.json").write_text(json.dumps({"args": vars(args), "rows": rows, "store": report,
-                                                  "records": records}, indent=1))
-    print(f"\nwrote {out / 'results.md'} and results.json")
+    write_results(Path(args.out), render(rows, report, args),
+                  {"args": vars(args), "rows": rows, "store": report, "records": records})
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ def budget(args: argparse.Namespace) -> list[str]:
 
 def main() -> None:
     from benchmarks.far_sweep_cost import durations, run
+    from benchmarks.results import write_results
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DATA))
@@ -82,9 +83,8 @@ def main() -> None:
         f"| teacher passes over the data: store / live | {len(builds)} ({build_s:.1f} s) / 8 (one per run) |",
         f"| store on disk | {size / 2**10:.1f} KiB for {args.examples} examples |",
     ]
-    print("\n".join(lines))
-    (work / "results.md").write_text("\n".join(lines) + "\n")
-    print(f"\nwork directory: {work}")
+    write_results(work, "\n".join(lines))
+    print(f"work directory: {work}")
 
 
 if __name__ == "__main__":

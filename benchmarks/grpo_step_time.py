@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import statistics
 import sys
 import tempfile
@@ -307,6 +306,8 @@ def render(rows: list[dict[str, Any]], checks: dict[str, Any], args: argparse.Na
 
 
 def main() -> None:
+    from benchmarks.results import write_results
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--repeats", type=int, default=8, help="timed rounds (one prompt each)")
@@ -319,14 +320,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="forge-grpo-bench-") as tmp:
         records, checks = run_rounds(setup, args, Path(tmp))
     rows = summarize(records)
-    table = render(rows, checks, args)
-    print("\n" + table)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(table + "\n")
-    (out / "results.json").write_text(json.dumps({"args": vars(args), "rows": rows, "checks": checks,
-                                                  "records": records}, indent=1))
-    print(f"\nwrote {out / 'results.md'} and results.json")
+    write_results(Path(args.out), render(rows, checks, args),
+                  {"args": vars(args), "rows": rows, "checks": checks, "records": records})
 
 
 if __name__ == "__main__":
