@@ -114,7 +114,11 @@ class LossConfig:
 
 @dataclass
 class ResponseLossConfig(ResponsePart):
+    """top_k: null = the teacher's full distribution; N = its top-N view (a decoder's vocabulary is
+    too large to store per token: with `teacher.cache` the view is read from the top-k store)."""
+
     name: str = MISSING
+    top_k: Optional[int] = at_least(1, default=None)
 
 
 @dataclass

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from forge.config.errors import ConfigProblem
+from forge.losses.divergence import TopKView
 from forge.models.info import ModelInfo
 
 
@@ -59,11 +60,14 @@ class ForwardView:
     logits: [B, C] for sequence classification or [B, T, V] for token-level models.
     hidden_states: tuple of [B, T, H], index 0 = embeddings (num_layers + 1 entries) or None.
     attentions: tuple of [B, heads, T, T] probabilities (num_layers entries) or None.
+    topk: a teacher's `TopKView` of the rows that count ([N, K], in the order `select_positions`
+      gives them) where the teacher is read from the top-k store instead of its logits.
     """
 
     logits: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+    topk: "TopKView | None" = None
 
 
 @dataclass

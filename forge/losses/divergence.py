@@ -313,6 +313,16 @@ def _student_on_view(
     return gathered.log_softmax(dim=-1), log_pt
 
 
+def topk_log_probs(student_logits: torch.Tensor, view: TopKView, temperature: float = 1.0,
+                   mask: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(student, teacher) log-probabilities [N, K] over the view's ids at the counted positions,
+    both renormalised over them at `temperature` (for losses other than the JSD family)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    _check_mask(mask, student_logits.shape[:-1])
+    return _student_on_view(student_logits, view, temperature, mask)
+
+
 def topk_generalized_jsd(
     student_logits: torch.Tensor,
     view: TopKView,
@@ -356,5 +366,5 @@ def topk_forward_kl(
 
 __all__ = [
     "IGNORE_INDEX", "Reduction", "TopKView", "generalized_jsd", "label_mask",
-    "topk_forward_kl", "topk_generalized_jsd",
+    "topk_forward_kl", "topk_generalized_jsd", "topk_log_probs",
 ]

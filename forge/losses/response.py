@@ -5,15 +5,24 @@ token-level logits [B, T, V] give one row per position where `batch.target_mask`
 and padding positions are never selected, so they contribute exactly nothing). The loss is the mean
 over rows. Teacher logits are detached here, so no loss can leak gradient into the teacher.
 Logits are compared in float32: softmax over a large vocabulary in bf16 loses the tail.
+
+With `top_k` the divergences (forward KL, reverse KL, soft CE) read the teacher's top-k view
+instead: both sides restricted to the teacher's K most likely ids and renormalised over them
+(`forge.losses.divergence.topk_log_probs` says why). The view comes from the teacher's logits in
+this process, or from the teacher-signal cache's top-k store (`ForwardView.topk`), which is how a
+decoder's KD is cached at all: a vocabulary-sized row per token is too large to store. MSE and
+cosine compare raw logits, which a view of log-probabilities does not hold, so they refuse it.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
 from forge.config.errors import ConfigProblem
-from forge.losses.divergence import kl_divergence
+from forge.losses.divergence import TopKView, kl_divergence, topk_generalized_jsd, topk_log_probs
 from forge.losses.base import (
     DistillationLoss, ForwardView, LossBatch, LossOutput, Needs, mean_rows, select_positions,
 )
@@ -25,12 +34,17 @@ class ResponseLoss(DistillationLoss):
 
     needs = Needs(logits=True)
     family = "response"
+    #: defined on a teacher's top-k view (`per_row_topk`)
+    reads_topk = False
 
-    def __init__(self, temperature: float = 2.0) -> None:
+    def __init__(self, temperature: float = 2.0, top_k: Optional[int] = None) -> None:
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if top_k is not None and int(top_k) < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
         self.temperature = float(temperature)
+        self.top_k = None if top_k is None else int(top_k)
 
     def validate(self, student: ModelInfo, teacher: ModelInfo) -> list[ConfigProblem]:
         """Logits are compared element-wise, so both heads must have the same size. (An untrained
@@ -44,17 +58,50 @@ class ResponseLoss(DistillationLoss):
                         f"{student.output_size}, teacher {teacher.output_size}",
                 fix="use a pair with the same labels/vocabulary, or a feature/attention loss",
             ))
+        if self.top_k is not None and not self.reads_topk:
+            problems.append(ConfigProblem(
+                key="loss.top_k", value=self.top_k,
+                message=f"{type(self).__name__} compares raw logits, which a top-k view of the teacher's "
+                        "log-probabilities does not hold",
+                fix="set loss.top_k=null, or use loss=response_kl, response_reverse_kl or response_ce",
+            ))
+        elif self.top_k is not None and self.top_k > student.output_size:
+            problems.append(ConfigProblem(key="loss.top_k", value=self.top_k,
+                                          message=f"exceeds the output size ({student.output_size})",
+                                          fix=f"use loss.top_k<={student.output_size}"))
         return problems
 
     def per_row(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def per_row_topk(self, student: torch.Tensor, view: TopKView) -> torch.Tensor:
+        """[N] losses of student rows [N, V] against the teacher's view of them [N, K]."""
+        raise NotImplementedError(f"{type(self).__name__} is not defined on a top-k view")
+
     def compute(
         self, student: ForwardView, teacher: ForwardView, batch: LossBatch, step: int
     ) -> LossOutput:
-        s_rows, t_rows = self.rows(student, teacher, batch)
-        value = mean_rows(self.per_row(s_rows, t_rows))
+        if self.top_k is not None or teacher.topk is not None:
+            per_row = self.per_row_topk(*self.topk_rows(student, teacher, batch))
+        else:
+            per_row = self.per_row(*self.rows(student, teacher, batch))
+        value = mean_rows(per_row)
         return LossOutput(total=value, components={self.family: value.detach()})
+
+    def topk_rows(self, student: ForwardView, teacher: ForwardView, batch: LossBatch) -> tuple[torch.Tensor, TopKView]:
+        """[N, V] student logits of the rows that count and the teacher's [N, K] view of them: the
+        stored one, or the top-k of its logits."""
+        if teacher.topk is None:
+            s_rows, t_rows = self.rows(student, teacher, batch)
+            return s_rows, TopKView.from_logits(t_rows, self.top_k or t_rows.shape[-1])
+        if student.logits is None:
+            raise ValueError("response losses need the student's logits (needs.logits)")
+        s_rows = student.logits
+        if s_rows.dim() == 3:
+            s_rows = select_positions(s_rows, batch.target_mask if batch.target_mask is not None else batch.token_mask)
+        if s_rows.shape[0] != teacher.topk.token_ids.shape[0]:
+            raise ValueError(f"{s_rows.shape[0]} student rows vs a teacher view of {teacher.topk.token_ids.shape[0]}")
+        return s_rows.float(), teacher.topk
 
     @staticmethod
     def rows(
@@ -85,6 +132,12 @@ class ResponseKL(ResponseLoss):
         log_pt = F.log_softmax(teacher / T, dim=-1)
         return kl_divergence(log_pt, log_ps) * T * T
 
+    reads_topk = True
+
+    def per_row_topk(self, student: torch.Tensor, view: TopKView) -> torch.Tensor:
+        return topk_generalized_jsd(student, view, beta=0.0, temperature=self.temperature, reduction="none",
+                                    scale_t2=True)
+
 
 class ResponseReverseKL(ResponseLoss):
     """KL(p_s || p_t) times T²: mode seeking, the student may drop teacher modes it cannot fit
@@ -96,6 +149,12 @@ class ResponseReverseKL(ResponseLoss):
         log_pt = F.log_softmax(teacher / T, dim=-1)
         return kl_divergence(log_ps, log_pt) * T * T
 
+    reads_topk = True
+
+    def per_row_topk(self, student: torch.Tensor, view: TopKView) -> torch.Tensor:
+        return topk_generalized_jsd(student, view, beta=1.0, temperature=self.temperature, reduction="none",
+                                    scale_t2=True)
+
 
 class ResponseCE(ResponseLoss):
     """-Σ p_t log p_s (soft-label cross-entropy) times T². Equals forward KL plus the teacher's
@@ -106,6 +165,15 @@ class ResponseCE(ResponseLoss):
         log_ps = F.log_softmax(student / T, dim=-1)
         pt = F.softmax(teacher / T, dim=-1)
         return -(pt * log_ps).sum(-1) * T * T
+
+    reads_topk = True
+
+    def per_row_topk(self, student: torch.Tensor, view: TopKView) -> torch.Tensor:
+        """Over the K ids: forward KL plus the teacher's entropy on them (padding slots count 0)."""
+        T = self.temperature
+        log_ps, log_pt = topk_log_probs(student, view, T)
+        pt = log_pt.exp()
+        return -(pt * log_ps.masked_fill(pt == 0, 0.0)).sum(-1) * T * T
 
 
 class ResponseMSE(ResponseLoss):

@@ -3,6 +3,8 @@ attention and their composites) read from the teacher's forward pass, live or fr
 
 from __future__ import annotations
 
+from typing import Optional
+
 from forge.config.errors import ConfigProblem
 from forge.modes.base import Mode, PlanParts, TeacherNeeds
 from forge.trainers.distillation import DistillationTrainer
@@ -34,13 +36,22 @@ class KDMode(Mode):
         return problems
 
     def cache_refusals(self, parts: PlanParts) -> list[str]:
+        """Classification signals are stored per example; a decoder's response loss reads the
+        top-k store when it reads a top-k view (`loss.top_k`), and nothing else is stored for it."""
         from forge.models.kinds import model_kind
 
-        if model_kind(parts.kind).label_head:
+        if model_kind(parts.kind).label_head or self.stored_view_k(parts) is not None:
             return []
         if parts.loss.needs.logits:
             return ["KD on a token-level model reads dense per-token logits over the whole vocabulary "
-                    "(tens of thousands of floats per token): too large to store"]
+                    "(tens of thousands of floats per token): too large to store; a response loss with "
+                    "loss.top_k=20 reads a stored top-20 view"]
         return ["the cache stores signals by tokenised classification inputs; a prompt → completion example is "
                 "laid out by its collator (prompt + completion), which the store does not index"]
 
+    def stored_view_k(self, parts: PlanParts) -> Optional[int]:
+        """A decoder's response loss with `top_k` reads the teacher's top-k view, which the store holds."""
+        from forge.models.kinds import model_kind
+
+        top_k = getattr(parts.loss, "top_k", None)
+        return None if top_k is None or model_kind(parts.kind).label_head else int(top_k)

@@ -150,7 +150,9 @@ class TeacherProvider:
                 self._check_shared_vocabulary()
         teacher = {TeacherKind.served: self._served, TeacherKind.cached: self._cached,
                    TeacherKind.finetuned: self._finetuned, TeacherKind.live: self._live}[kind]()
-        if self.plan.teacher_needs.via == "backend" and teacher.backend is None:
+        reads_store = self.plan.cache is not None and self.plan.cache.enabled and self.plan.cache.topk is not None
+        if (self.plan.teacher_needs.via == "backend" or reads_store) and teacher.backend is None:
+            # mode=kd reading the top-k store: the backend builds it; training reads only the store
             teacher.backend = self._backend(model=teacher.model)
             teacher.model = None
         if teacher.backend is not None:
@@ -160,7 +162,7 @@ class TeacherProvider:
                 teacher.backend.adopt_tokenizer(self._tokenizer())
             teacher.report["backend"] = teacher.backend.describe()
             log.info("Teacher backend: %s", teacher.report["backend"])
-            if self.plan.cache is not None and self.plan.cache.enabled and self.plan.cache.topk is not None:
+            if reads_store:
                 self._stored_view(teacher)
         teacher.report["kind"] = kind.value
         return teacher

@@ -91,13 +91,13 @@ class DistillationModule(nn.Module):
         return self.teacher_trainable or needs.logits or needs.hidden_states or needs.attentions
 
     def _teacher_view(self, inputs: dict[str, torch.Tensor], example_index: Optional[torch.Tensor],
-                      extra: dict[str, bool]) -> tuple[ForwardView, Any]:
+                      extra: dict[str, bool], target_mask: Optional[torch.Tensor]) -> tuple[ForwardView, Any]:
         """The teacher's outputs for this batch: read from the cache, or a forward pass."""
         needs = self.loss.needs
         if self.teacher_signals is not None:
             if example_index is None:
                 raise ValueError("the batch has no example_index; cached teacher signals need IndexedCollator")
-            return self.teacher_signals.view(example_index, inputs["attention_mask"]), None
+            return self.teacher_signals.forward_view(example_index, inputs["attention_mask"], target_mask), None
         teacher = self.teacher_model
         teacher_inputs = inputs if self.teacher_trainable else {k: v for k, v in inputs.items() if k != "labels"}
         with torch.set_grad_enabled(self.teacher_trainable and torch.is_grad_enabled()):
@@ -113,8 +113,8 @@ class DistillationModule(nn.Module):
         components: dict[str, torch.Tensor] = {"ce": ce.detach()}
         total = ce
         if self._teacher_needed():
-            teacher_view, teacher_out = self._teacher_view(inputs, example_index, extra)
             target_mask = target_mask_for(student_out.logits, inputs.get("labels"))
+            teacher_view, teacher_out = self._teacher_view(inputs, example_index, extra, target_mask)
             batch = LossBatch(
                 token_mask=inputs["attention_mask"].bool(),
                 target_mask=target_mask,

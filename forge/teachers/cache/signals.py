@@ -56,6 +56,12 @@ class CachedTeacherSignals:
         check_batch_lengths(self.store, index, lengths, token_mask.sum(dim=1).cpu().numpy())
         return lengths
 
+    def forward_view(self, example_index: torch.Tensor, token_mask: torch.Tensor,
+                     target_mask: Optional[torch.Tensor]) -> ForwardView:
+        """What KD's module reads in place of the teacher's forward pass (`view`; the target mask
+        matters only to a store of target-position rows)."""
+        return self.view(example_index, token_mask)
+
     def view(self, example_index: torch.Tensor, token_mask: torch.Tensor) -> ForwardView:
         """The cached teacher outputs for a right-padded batch ([B] indices, [B, T] mask)."""
         index = example_index.detach().cpu().numpy().astype(np.int64)

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from forge.losses.base import ForwardView, select_positions
 from forge.losses.divergence import TopKView
 from forge.teachers.cache.build import example_lengths
 from forge.teachers.cache.signals import check_batch_lengths
@@ -164,3 +165,17 @@ class StoredTopK:
             lps[b, :n] = decode_logprobs(self.logprobs[start:start + n], self.spec.dtype)
         device = completion_mask.device
         return TopKView(ids.to(device), renormalized_rows(lps).to(device), 1.0)
+
+    def forward_view(self, example_index: torch.Tensor, token_mask: torch.Tensor,
+                     target_mask: torch.Tensor | None) -> ForwardView:
+        """KD's view (`ForwardView.topk`): the [N, k] rows of the batch's target positions, in the
+        order `select_positions(student_logits, target_mask)` gives the student's. A prompt +
+        completion batch has one target position per completion token, in order."""
+        if target_mask is None:
+            raise ValueError("the top-k store describes completion tokens; this batch has no target positions")
+        counts = target_mask.sum(dim=1)
+        width = int(counts.max()) if counts.numel() else 0
+        completion_mask = torch.arange(width, device=counts.device)[None, :] < counts[:, None]
+        view = self.view(example_index, completion_mask)
+        return ForwardView(topk=TopKView(select_positions(view.token_ids, completion_mask),
+                                         select_positions(view.logprobs, completion_mask), view.temperature))
