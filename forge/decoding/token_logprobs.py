@@ -91,7 +91,7 @@ def completion_topk(scorer: TeacherScorer, prompt: torch.Tensor, prompt_mask: to
     request = completion_request(prompt, prompt_mask, completion, completion_mask, vision=vision)
     view = scorer.topk(request, int(k), temperature)
     start, width = prompt.shape[1] - 1, completion.shape[1]
-    return TopKView(view.token_ids[:, start:start + width], view.logprobs[:, start:start + width], view.temperature)
+    return view.rows((slice(None), slice(start, start + width)))
 
 
 @torch.no_grad()

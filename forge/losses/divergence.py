@@ -31,11 +31,12 @@ Conventions (shared by every function here):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
+
+from forge.losses.topk_view import TopKView, as_float as _as_float
 
 Reduction = Literal["batchmean", "sum", "none", "mean_over_tokens"]
 _REDUCTIONS = ("batchmean", "sum", "none", "mean_over_tokens")
@@ -49,11 +50,6 @@ IGNORE_INDEX = -100
 def label_mask(labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """TRL's masking: a position counts unless its (already shifted) label is `ignore_index`."""
     return labels != ignore_index
-
-
-def _as_float(x: torch.Tensor) -> torch.Tensor:
-    """At least float32 (float64 stays float64, so references in float64 compare tightly)."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def _kl_terms(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -202,74 +198,22 @@ def generalized_jsd(
 # Sparse: the teacher's top-k
 
 
-@dataclass(frozen=True)
-class TopKView:
-    """The teacher's distribution seen through its K most likely tokens at each position.
-
-    token_ids: [B, T, K] long, ids in the *student's* vocabulary (teacher and student share a
-      tokenizer in GKD; a backend that cannot guarantee that must map ids before building this).
-    logprobs: [B, T, K] float, log-probabilities renormalised over the K ids (logsumexp over K
-      is 0). A slot with logprob −inf is padding (a backend that returned fewer than K
-      candidates): it is outside the support on both sides.
-    temperature: the temperature these log-probabilities are softened at. Renormalised top-k
-      log-probabilities can be re-tempered exactly (`at_temperature`), so backends that only
-      report raw log-probabilities (vLLM, OpenAI `top_logprobs`) still serve any temperature.
-
-    Every teacher backend returns one of these; raw backend log-probabilities (normalised over
-    the full vocabulary) become a view with `TopKView(ids, raw).renormalized()`.
-    """
-
-    token_ids: torch.Tensor
-    logprobs: torch.Tensor
-    temperature: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.token_ids.shape != self.logprobs.shape:
-            raise ValueError(
-                f"token_ids {tuple(self.token_ids.shape)} vs logprobs "
-                f"{tuple(self.logprobs.shape)}"
-            )
-        if self.token_ids.dtype != torch.long:
-            raise ValueError(f"token_ids must be int64, got {self.token_ids.dtype}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-
-    @property
-    def k(self) -> int:
-        return self.token_ids.shape[-1]
-
-    @classmethod
-    def from_logits(cls, logits: torch.Tensor, k: int, temperature: float = 1.0) -> "TopKView":
-        """The top-k view of full logits [..., V] softened at `temperature` (the in-process
-        backend; also the reference the remote backends are tested against)."""
-        if not 1 <= k <= logits.shape[-1]:
-            raise ValueError(f"k must be in [1, {logits.shape[-1]}], got {k}")
-        with torch.no_grad():
-            log_p = F.log_softmax(_as_float(logits) / temperature, dim=-1)
-            top = log_p.topk(k, dim=-1)
-        return cls(top.indices, top.values, temperature).renormalized()
-
-    def renormalized(self) -> "TopKView":
-        """The same view with log-probabilities renormalised over the K ids (idempotent)."""
-        logprobs = _as_float(self.logprobs)
-        return TopKView(self.token_ids, logprobs.log_softmax(dim=-1), self.temperature)
-
-    def at_temperature(self, temperature: float) -> "TopKView":
-        """The view softened at another temperature, exactly.
-
-        Over the fixed K ids, log p_T0(i) = z_i/T0 − c, so log-softmax(log p_T0 · T0/T) over K is
-        log-softmax(z/T) restricted to K and renormalised. The set of top-k ids does not change
-        with temperature either (softmax(z/T) is monotone in z).
-        """
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        if temperature == self.temperature:
-            return self.renormalized()
-        scaled = _as_float(self.logprobs) * (self.temperature / temperature)
-        return TopKView(self.token_ids, scaled.log_softmax(dim=-1), temperature)
-
-    def to(self, device: torch.device | str) -> "TopKView":
-        return TopKView(self.token_ids.to(device), self.logprobs.to(device), self.temperature)
+def _view_rows(student_logits: torch.Tensor, view: TopKView, temperature: float,
+               mask: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The view's ids and log-probabilities (re-tempered) at the counted positions: [N, K] each,
+    on the student's device, the ids checked against the student's vocabulary."""
+    vocab = student_logits.shape[-1]
+    ids = view.token_ids.to(student_logits.device)
+    if ids.shape[:-1] != student_logits.shape[:-1]:
+        raise ValueError(
+            f"view positions {tuple(ids.shape[:-1])} vs student logits positions "
+            f"{tuple(student_logits.shape[:-1])}"
+        )
+    ids = _select(ids, mask)
+    log_pt = _select(view.at_temperature(temperature).logprobs.to(student_logits.device), mask)
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+        raise ValueError(f"view token ids must be in [0, {vocab}) (the student's vocabulary)")
+    return ids, log_pt
 
 
 def _student_on_view(
@@ -284,7 +228,8 @@ def _student_on_view(
 
     Why renormalise the student over the K ids (rather than compare its full-vocabulary
     log-probabilities at those ids):
-    * The teacher's side is a distribution over the K ids only; its tail is unknown. Comparing
+    * The teacher's side is a distribution over the K ids only (its tail mass, where a backend gives
+      it, is compared by `tail_bucket` instead: `_student_and_teacher_with_tail`). Comparing
       two distributions on the same support keeps every loss a true divergence: ≥ 0, zero
       exactly when the student matches the teacher on the K ids, the JSD mixture normalised,
       reverse KL / JSD well defined (the student's mass outside K has no teacher counterpart).
@@ -297,20 +242,43 @@ def _student_on_view(
       the student relative to a teacher whose top-K mass is below 1.
     Padding slots (teacher logprob −inf) are removed from the student's support too.
     """
-    vocab = student_logits.shape[-1]
-    ids = view.token_ids.to(student_logits.device)
-    if ids.shape[:-1] != student_logits.shape[:-1]:
-        raise ValueError(
-            f"view positions {tuple(ids.shape[:-1])} vs student logits positions "
-            f"{tuple(student_logits.shape[:-1])}"
-        )
-    ids = _select(ids, mask)
-    log_pt = _select(view.at_temperature(temperature).logprobs.to(student_logits.device), mask)
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
-        raise ValueError(f"view token ids must be in [0, {vocab}) (the student's vocabulary)")
+    ids, log_pt = _view_rows(student_logits, view, temperature, mask)
     gathered = _select(_as_float(student_logits), mask).gather(-1, ids) / temperature
     gathered = gathered.masked_fill(log_pt == float("-inf"), float("-inf"))
     return gathered.log_softmax(dim=-1), log_pt
+
+
+def _log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 − eˣ) for x ≤ 0 (−inf at x = 0)."""
+    return torch.log(-torch.expm1(x))
+
+
+def _student_and_teacher_with_tail(
+    student_logits: torch.Tensor,
+    view: TopKView,
+    temperature: float,
+    mask: Optional[torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, K + 1] log-probabilities of both sides over the K ids plus one bucket for everything
+    else, neither renormalised: the teacher's K ids hold their full-vocabulary mass and its bucket
+    `view.tail`; the student's hold its full-vocabulary probabilities and its bucket the rest of
+    its mass. Unlike the renormalised comparison this sees (and pushes down) student mass where
+    the teacher has little, at the cost of one number per position.
+    """
+    if view.tail is None:
+        raise ValueError("a tail bucket needs the teacher's mass outside the k ids, which this view does not hold")
+    if temperature != view.temperature:
+        raise ValueError(f"the teacher's tail mass is known at temperature {view.temperature} only; "
+                         f"a tail bucket cannot be compared at {temperature}")
+    ids, log_pt = _view_rows(student_logits, view, temperature, mask)
+    tail_t = _select(view.tail.to(student_logits.device)[..., None], mask)
+    absent = log_pt == float("-inf")
+    log_q = _select(_as_float(student_logits), mask).div(temperature).log_softmax(dim=-1)
+    ids = torch.where(absent, ids[..., :1], ids)  # padding slots repeat a real id: scattering it twice is harmless
+    tail_s = log_q.scatter(-1, ids, float("-inf")).logsumexp(-1, keepdim=True)
+    log_qk = log_q.gather(-1, ids).masked_fill(absent, float("-inf"))
+    teacher = torch.cat([log_pt + _log1mexp(tail_t), tail_t], dim=-1)
+    return torch.cat([log_qk, tail_s], dim=-1), teacher
 
 
 def topk_log_probs(student_logits: torch.Tensor, view: TopKView, temperature: float = 1.0,
@@ -332,15 +300,20 @@ def topk_generalized_jsd(
     mask: Optional[torch.Tensor] = None,
     reduction: Reduction = "batchmean",
     scale_t2: bool = False,
+    tail_bucket: bool = False,
 ) -> torch.Tensor:
     """`generalized_jsd` against a teacher top-k view: both sides restricted to the view's K ids
     and renormalised over them (see `_student_on_view` for why). student_logits: [..., V];
     view: [..., K] at any temperature (re-tempered to `temperature` exactly). With K = V it
-    equals `generalized_jsd(student_logits, teacher_logits, ...)` with the same arguments."""
+    equals `generalized_jsd(student_logits, teacher_logits, ...)` with the same arguments.
+
+    tail_bucket: compare K + 1 buckets instead, the K ids with their full-vocabulary mass and one
+    for the rest (`_student_and_teacher_with_tail`); the view must hold `tail` at `temperature`."""
     _check_args(beta, temperature, reduction)
     positions = student_logits.shape[:-1]
     _check_mask(mask, positions)
-    log_ps, log_pt = _student_on_view(student_logits, view, temperature, mask)
+    pair = _student_and_teacher_with_tail if tail_bucket else _student_on_view
+    log_ps, log_pt = pair(student_logits, view, temperature, mask)
     per_row = _jsd_per_position(log_ps, log_pt, float(beta))
     if scale_t2:
         per_row = per_row * (temperature * temperature)

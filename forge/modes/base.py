@@ -206,6 +206,10 @@ class Mode(ABC):
         of its teacher backend (None: it reads none; KD's cache stands in for a forward pass instead)."""
         return None
 
+    def stored_view_tail(self, parts: PlanParts) -> bool:
+        """Whether that view must hold the teacher's tail mass (a loss with a tail bucket)."""
+        return False
+
     def describe(self) -> dict[str, Any]:
         """What run_metadata.json records about the mode (the study report reads it)."""
         return {"name": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",

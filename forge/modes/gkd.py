@@ -76,10 +76,34 @@ class GKDMode(Mode):
             problems.append(ConfigProblem("mode.trainer.top_k", f"exceeds what teacher_backend={name} returns "
                                                                 f"({caps.max_k}).", top_k,
                                           f"use mode.trainer.top_k<={caps.max_k}"))
+        problems += self._tail_problems(parts)
         if settings.get("seq_kd") and not caps.generate:
             problems.append(ConfigProblem("mode.trainer.seq_kd", f"needs the teacher to generate; "
                                                                  f"teacher_backend={name} cannot.", True,
                                           "set mode.trainer.seq_kd=false or use teacher_backend=hf"))
+        return problems
+
+    def _tail_problems(self, parts: PlanParts) -> list[ConfigProblem]:
+        """A tail bucket reads the teacher's mass outside the top k, at temperature 1."""
+        settings, caps, name = self.raw_settings, parts.capabilities, parts.backend_name
+        if not settings.get("tail_bucket"):
+            return []
+        if settings.get("top_k") is None:
+            return [ConfigProblem("mode.trainer.tail_bucket", "needs a top-k view (the bucket holds the teacher's "
+                                                              "mass outside the k ids); top_k is null.", True,
+                                  "set mode.trainer.top_k=20, or tail_bucket=false")]
+        problems = []
+        if not caps.tail_mass:
+            problems.append(ConfigProblem(
+                "mode.trainer.tail_bucket", f"needs the teacher's mass outside its top k, which teacher_backend={name} "
+                                            f"cannot give (it gives: {caps.describe()}).", True,
+                "set mode.trainer.tail_bucket=false, or use teacher_backend=hf"))
+        if float(settings.get("temperature", 0.9)) != 1.0:
+            problems.append(ConfigProblem(
+                "mode.trainer.tail_bucket", "compares the teacher's mass outside its top k, which is known at "
+                                            f"temperature 1 only; mode.trainer.temperature is "
+                                            f"{settings.get('temperature', 0.9)}.", True,
+                "set mode.trainer.temperature=1.0, or tail_bucket=false"))
         return problems
 
     def cache_refusals(self, parts: PlanParts) -> list[str]:
@@ -100,6 +124,9 @@ class GKDMode(Mode):
     def stored_view_k(self, parts: PlanParts) -> Optional[int]:
         top_k = self.raw_settings.get("top_k")
         return None if top_k is None or self._sequence_level(parts) else int(top_k)
+
+    def stored_view_tail(self, parts: PlanParts) -> bool:
+        return bool(self.raw_settings.get("tail_bucket"))
 
     def trainer_kwargs(self) -> dict[str, Any]:
         return {"settings": self.settings}

@@ -59,6 +59,9 @@ class GKDSettings:
     top_k: null = dense teacher logits (only the hf backend has them); N = the teacher's top-N
       view (every backend), the loss then compares both sides over those N ids.
     sft_weight: weight of the student's CE on dataset targets (0 = TRL's pure GKD loss).
+    tail_bucket: with top_k, compare k + 1 buckets (the k ids at their full-vocabulary mass and one
+      for the rest) instead of both sides renormalised over the k ids; needs the teacher's tail
+      mass (teacher_backend=hf) and temperature 1 (the mass outside the k is known only there).
     """
 
     lmbda: float = in_range(0, 1, default=0.5)
@@ -68,6 +71,7 @@ class GKDSettings:
     max_new_tokens: int = at_least(1, default=64)
     top_k: Optional[int] = at_least(1, default=None)
     sft_weight: float = non_negative(default=0.0)
+    tail_bucket: bool = False
 
     def __post_init__(self) -> None:
         """The ranges declared above, checked the same way the config check reports them."""
@@ -214,7 +218,8 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
         if counted.any() and not scored.any():
             raise TeacherBackendError(f"teacher backend '{self.teacher_backend.name}' described none of "
                                       f"the {int(counted.sum())} completion tokens of this batch")
-        return topk_generalized_jsd(student_logits, view, beta=s.beta, temperature=s.temperature, mask=scored)
+        return topk_generalized_jsd(student_logits, view, beta=s.beta, temperature=s.temperature, mask=scored,
+                                    tail_bucket=s.tail_bucket)
 
     def _teacher_topk(self, inputs: dict[str, torch.Tensor], completion: torch.Tensor, mask: torch.Tensor,
                       source: int) -> TopKView:

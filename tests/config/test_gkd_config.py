@@ -85,3 +85,17 @@ def test_decoder_kd_never_uses_the_signal_cache_and_says_why(loss):
     plan = build_plan(compose_config([*EUROPARL, "mode=kd", f"loss={loss}", "teacher_strategy=frozen_base"]))
     assert not plan.cache.enabled
     assert ("collator" if loss != "combined_r" else "too large to store") in plan.cache.reason
+
+
+def test_a_tail_bucket_needs_a_backend_with_the_tail_mass_a_top_k_and_temperature_1():
+    tail = ["mode=gkd", "mode.trainer.tail_bucket=true", "mode.trainer.top_k=8"]
+    problems = problems_of([*EUROPARL, *tail, "teacher_backend=openai", "mode.trainer.temperature=1.0"])
+    (problem,) = problems
+    assert problem.key == "mode.trainer.tail_bucket" and "teacher_backend=openai cannot give" in problem.message
+    assert "teacher_backend=hf" in problem.fix
+    (problem,) = problems_of([*EUROPARL, *tail])
+    assert "temperature 1 only" in problem.message and "temperature=1.0" in problem.fix
+    (problem,) = problems_of([*EUROPARL, "mode=gkd", "mode.trainer.tail_bucket=true", "mode.trainer.temperature=1.0"])
+    assert "top_k is null" in problem.message
+    plan = build_plan(compose_config([*EUROPARL, *tail, "mode.trainer.temperature=1.0", "mode.trainer.lmbda=0.0"]))
+    assert plan.cache.enabled and plan.cache.topk.tail and plan.cache.topk.entries[-1] == "topk_tail"

@@ -86,3 +86,15 @@ def test_a_k_above_the_servers_limit_is_refused_before_anything_loads(tmp_path):
     text = str(err.value)
     assert "mode.trainer.top_k" in text and "(20)" in text and "top_k<=20" in text
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_tail_bucket_run_from_the_store_equals_the_live_one(tmp_path):
+    tail = [*GKD_TOPK, "mode.trainer.tail_bucket=true", "mode.trainer.temperature=1.0"]
+    live_dir, _ = run(tmp_path / "live", *tail, "teacher.cache=off")
+    store_dir, _ = run(tmp_path / "store", *tail, "teacher.cache=on", _cache(tmp_path))
+    for a, b in zip(logged(live_dir), logged(store_dir)):
+        assert b["loss"] == pytest.approx(a["loss"], rel=STEP_RTOL) and a["loss"] > 0
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=10 * STEP_RTOL)
+    report = _teacher_cache(store_dir)
+    assert report["tail"] and report["built"] == ["topk_ids", "topk_logprobs", "topk_tail"]
+    assert report["bytes_per_token"] == pytest.approx(66, abs=8)  # 16 × (2 + 2) + 2 bytes

@@ -48,8 +48,8 @@ def backend():
     return HFTeacherBackend(tiny_llama(1))
 
 
-def session(tmp_path, backend, *, data=None, k=K, dtype="float16", tokenizer=None) -> TopKStoreSession:
-    return TopKStoreSession(root=tmp_path, spec=TopKSpec(k, dtype), backend=backend, dataset=data or examples(),
+def session(tmp_path, backend, *, data=None, k=K, dtype="float16", tokenizer=None, tail=False) -> TopKStoreSession:
+    return TopKStoreSession(root=tmp_path, spec=TopKSpec(k, dtype, tail), backend=backend, dataset=data or examples(),
                             collator=CausalLMCollator(PAD), tokenizer=tokenizer or word_tokenizer(), batch_size=4)
 
 
@@ -150,3 +150,37 @@ def test_a_batch_whose_completions_changed_under_the_key_is_refused(tmp_path, ba
     mask = torch.ones(2, int(stored.lengths[[0, 1]].max()) + 1, dtype=torch.long)
     with pytest.raises(CacheMismatchError, match="completion tokens for examples"):
         stored.view(index, mask)
+
+
+def test_a_truncated_lengths_file_is_detected_and_everything_rebuilt(tmp_path, backend, caplog):
+    stored = session(tmp_path, backend).open()
+    expected = np.array(stored.ids)
+    path = stored.store.path / "lengths.npy"
+    with open(path, "r+b") as fh:
+        fh.truncate(path.stat().st_size - 8)
+    with caplog.at_level(logging.WARNING):
+        again = session(tmp_path, backend)
+        rebuilt = again.open()
+    assert "lengths.npy is damaged" in caplog.text
+    assert again.report["built"] == ["topk_ids", "topk_logprobs"]
+    assert np.array_equal(np.array(rebuilt.ids), expected) and rebuilt.tokens == stored.tokens
+
+
+def test_the_tail_mass_is_stored_for_a_tail_bucket_and_read_back(tmp_path, backend):
+    data = examples()
+    plain = session(tmp_path, backend, data=data)
+    plain.open()
+    with_tail = session(tmp_path, backend, data=data, tail=True)
+    stored = with_tail.open()  # the same key: the missing tail entry is built in a second pass
+    assert with_tail.report["built"] == ["topk_ids", "topk_logprobs", "topk_tail"] and with_tail.report["tail"]
+    assert with_tail.report["dir"] == plain.report["dir"]
+    index = torch.tensor([4, 1])
+    batch = CausalLMCollator(PAD)([data[int(i)] for i in index])
+    mask = batch["completion_attention_mask"]
+    live = batch_view(backend, batch, K)
+    view = stored.view(index, mask)
+    counted = mask.bool()
+    # the tail is log(1 − Σ top-k p) of the full distribution, stored in float16
+    assert torch.allclose(view.tail[counted], live.tail[counted], rtol=2.0 ** -10, atol=2.0 ** -24)
+    assert bool((view.tail[counted] < 0).all())
+    assert session(tmp_path, backend, data=data).open().tail is None  # a reader without a tail bucket

@@ -39,6 +39,7 @@ class Capabilities:
     images: bool = False  # takes page prompts in generation (`generate(vision=...)`)
     image_scoring: bool = False  # and scores them too (`ScoreRequest.vision`): an in-process model
     max_k: Optional[int] = None  # None: any K up to the vocabulary
+    tail_mass: bool = False  # its top-k views hold the mass outside the K ids (`TopKView.tail`)
 
     def for_prompts(self, *, images: bool) -> "Capabilities":
         """What the backend gives for a task's prompts. Page prompts keep the token outputs only where
@@ -47,7 +48,7 @@ class Capabilities:
         if not images or self.image_scoring:
             return self
         return dataclasses.replace(self, dense_logits=False, topk_logprobs=False, hidden_states=False,
-                                   attentions=False, max_k=None)
+                                   attentions=False, max_k=None, tail_mass=False)
 
     def missing_for(self, *, logits: bool = False, hidden_states: bool = False,
                     attentions: bool = False, topk: bool = False, generate: bool = False) -> list[str]:
@@ -65,6 +66,7 @@ class Capabilities:
         """What the backend gives, in words (for messages)."""
         given = [name for name, have in (
             ("dense logits", self.dense_logits), ("top-k log-probabilities", self.topk_logprobs),
+            ("the mass outside the top k", self.tail_mass),
             ("hidden states", self.hidden_states), ("attention maps", self.attentions),
             ("generation", self.generate),
             (self._images_in_words(), self.images)) if have]

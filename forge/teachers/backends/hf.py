@@ -18,14 +18,14 @@ from forge.losses.divergence import TopKView
 from forge.teachers.backends.base import Capabilities, ScoreRequest, TeacherBackend, TeacherBackendError
 
 _EVERYTHING = Capabilities(dense_logits=True, topk_logprobs=True, hidden_states=True, attentions=True,
-                           generate=True, images=True, image_scoring=True)
+                           generate=True, images=True, image_scoring=True, tail_mass=True)
 
 
 def _capabilities_for(top_k: Optional[int]) -> Capabilities:
     if top_k is None:
         return _EVERYTHING
     return Capabilities(dense_logits=False, topk_logprobs=True, hidden_states=True, attentions=True,
-                        generate=True, images=True, image_scoring=True, max_k=int(top_k))
+                        generate=True, images=True, image_scoring=True, max_k=int(top_k), tail_mass=True)
 
 
 class HFTeacherBackend(TeacherBackend):

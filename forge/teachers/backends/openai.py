@@ -79,6 +79,9 @@ class OpenAICompatibleBackend(TeacherBackend):
     """
 
     name = "openai"
+    #: No tail mass: a view keeps the candidates Forge can map back to the student's ids (others are
+    #: dropped), and a server may report log-probabilities after its own sampler chain (llama.cpp),
+    #: so 1 − Σ p over the kept ids is not the teacher's mass outside its top k.
     CAPABILITIES: ClassVar[Capabilities] = Capabilities(
         dense_logits=False, topk_logprobs=True, hidden_states=False, attentions=False,
         generate=True, max_k=None)

@@ -89,11 +89,12 @@ def refusals(cfg: DictConfig, handler: Any, needs: Any, mode_reasons: list[str],
 
 
 def plan_cache(cfg: DictConfig, *, handler: Any, needs: Any, mode_reasons: list[str],
-               stored_k: Optional[int] = None) -> tuple[CachePlan, list[ConfigProblem]]:
+               stored_k: Optional[int] = None, stored_tail: bool = False) -> tuple[CachePlan, list[ConfigProblem]]:
     """The cache decision and, for teacher.cache=on where it would be wrong, the config problems.
 
     needs: the mode's `TeacherNeeds`, None when the mode has no teacher; stored_k: the k of the
-    top-k view the mode would read from the store in place of its backend (`Mode.stored_view_k`)."""
+    top-k view the mode would read from the store in place of its backend (`Mode.stored_view_k`);
+    stored_tail: that view holds the teacher's tail mass too (`Mode.stored_view_tail`)."""
     node = cfg.get("teacher") or {}
     mode = _plain(node.get("cache", "auto"))
     root_value: Optional[str] = node.get("cache_root")
@@ -121,7 +122,7 @@ def plan_cache(cfg: DictConfig, *, handler: Any, needs: Any, mode_reasons: list[
                                           "set teacher.cache=off (or auto, which falls back to the live teacher)"))
     if reasons or problems:
         return CachePlan(False, "; ".join(reasons), root, dtype, batch, share_teacher=share), problems
-    topk = TopKSpec(int(stored_k), dtype) if stored_k is not None else None
+    topk = TopKSpec(int(stored_k), dtype, tail=stored_tail) if stored_k is not None else None
     return CachePlan(True, "", root, dtype, batch, share_teacher=share, topk=topk), problems
 
 

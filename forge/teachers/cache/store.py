@@ -68,10 +68,26 @@ class SignalStore:
     def manifest(self) -> dict[str, Any]:
         return read_json(self.manifest_path) if self.manifest_path.is_file() else {}
 
+    def _stored_lengths(self) -> Optional[np.ndarray]:
+        """The example lengths, or None when the file is absent or damaged (truncated, unreadable,
+        another count than the manifest's): every entry is laid out by them, so none is then read."""
+        try:
+            lengths = np.load(self.path / LENGTHS)
+        except (OSError, ValueError, EOFError):
+            return None
+        expected = self.manifest().get("num_examples")
+        return lengths if expected is None or lengths.shape == (int(expected),) else None
+
     def entries(self) -> dict[str, dict[str, Any]]:
-        """Recorded entries whose files are present with the recorded size."""
-        found = {}
-        for name, record in self.manifest().get("entries", {}).items():
+        """Recorded entries whose files are present with the recorded size (none when the lengths
+        they are laid out by are damaged)."""
+        found: dict[str, dict[str, Any]] = {}
+        recorded = self.manifest().get("entries", {})
+        if recorded and self._stored_lengths() is None:
+            log.warning("Teacher cache %s: %s is damaged; no entry is read and all will be built again",
+                        self.path, LENGTHS)
+            return found
+        for name, record in recorded.items():
             file = self.path / record["file"]
             size = file.stat().st_size if file.is_file() else None
             if size == record["bytes"]:
@@ -90,8 +106,8 @@ class SignalStore:
         """Create the directory with its lengths and an empty manifest (under the build lock)."""
         self.path.mkdir(parents=True, exist_ok=True)
         manifest = self.manifest()
-        if manifest.get("key") == key and (self.path / LENGTHS).is_file():
-            stored = np.load(self.path / LENGTHS)
+        stored = self._stored_lengths() if manifest.get("key") == key else None
+        if stored is not None:
             if not np.array_equal(stored, lengths):
                 raise RuntimeError(f"teacher cache {self.path} holds other example lengths under the same key; "
                                    "delete the directory and run again")

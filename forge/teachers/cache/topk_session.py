@@ -26,7 +26,7 @@ from forge.teachers.cache.fingerprint import dataset_fingerprint, digest, model_
 from forge.teachers.cache.lock import exclusive
 from forge.teachers.cache.store import FORMAT_VERSION, SignalStore, human_bytes
 from forge.teachers.cache.topk_store import (
-    TOPK_ENTRIES, CompletionBatches, StoredTopK, TopKSpec, build_topk_entries,
+    CompletionBatches, StoredTopK, TopKSpec, build_topk_entries,
 )
 
 log = logging.getLogger(__name__)
@@ -72,14 +72,15 @@ class TopKStoreSession:
         key, parts = self.key()
         store = SignalStore(self.root / "signals" / short(key))
         built, waited = False, 0.0
-        if store.manifest().get("key") != key or store.missing(TOPK_ENTRIES):
+        wanted = self.spec.entries
+        if store.manifest().get("key") != key or store.missing(wanted):
             with exclusive(store.path / ".lock", f"the teacher top-k store {store.path}") as waited:
                 batches = CompletionBatches(self.dataset, self.collator, self.batch_size)
                 store.init(key, parts, batches.lengths())
-                if store.missing(TOPK_ENTRIES):
+                if store.missing(wanted):
                     seconds = build_topk_entries(store, lambda batch: batch_view(self.backend, batch, self.spec.k),
                                                  batches, self.spec, vocab_size=len(self.tokenizer))
-                    store.record_build(TOPK_ENTRIES, seconds)
+                    store.record_build(wanted, seconds)
                     self.report["build_s"] = round(seconds, 2)
                     built = True
         stored = StoredTopK(store, self.spec)
@@ -88,12 +89,13 @@ class TopKStoreSession:
 
     def _describe(self, store: SignalStore, key: str, stored: StoredTopK, built: bool, waited: float) -> None:
         entries = store.entries()
-        size = sum(int(entries[name]["bytes"]) for name in TOPK_ENTRIES)
+        wanted = self.spec.entries
+        size = sum(int(entries[name]["bytes"]) for name in wanted)
         per_token = size / max(stored.tokens, 1)
         self.report.update(used=True, kind="topk", dir=str(store.path), key=key, k=self.spec.k,
                            logprob_dtype=self.spec.dtype, id_dtype=entries["topk_ids"]["dtype"],
                            tokens=stored.tokens, size_bytes=size, bytes_per_token=round(per_token, 1),
-                           built=TOPK_ENTRIES if built else [], reused=[] if built else TOPK_ENTRIES,
+                           built=wanted if built else [], reused=[] if built else wanted, tail=self.spec.tail,
                            waited_s=round(waited, 2))
         log.info("Teacher top-%d store %s: %s (%s for %d completion tokens, %.0f bytes/token)", self.spec.k,
                  store.path, "built" if built else "hit", human_bytes(size), stored.tokens, per_token)

@@ -7,6 +7,8 @@ log-probabilities renormalised over them, `TopKView`) is k ids and k small float
     topk_ids.npy        [sum(len), k]  the smallest unsigned integer type that holds the vocabulary
     topk_logprobs.npy   [sum(len), k]  float16, or bfloat16 kept as its 16-bit pattern (numpy has no
                                        bfloat16): log-probabilities renormalised over the k ids
+    topk_tail.npy       [sum(len)]     only for a loss with a tail bucket: log of the teacher's mass
+                                       outside the k ids, same dtype
 
 Rows are stored at temperature 1. Over fixed k ids the view re-tempers exactly
 (`TopKView.at_temperature`), and the loss does so for its own temperature, so one store serves a
@@ -26,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from forge.losses.base import ForwardView, select_positions
+from forge.losses.base import ForwardView
 from forge.losses.divergence import TopKView
 from forge.teachers.cache.build import example_lengths
 from forge.teachers.cache.signals import check_batch_lengths
@@ -34,17 +36,23 @@ from forge.teachers.cache.store import SignalStore, row_offsets
 
 log = logging.getLogger(__name__)
 
-TOPK_IDS, TOPK_LOGPROBS = "topk_ids", "topk_logprobs"
+TOPK_IDS, TOPK_LOGPROBS, TOPK_TAIL = "topk_ids", "topk_logprobs", "topk_tail"
 TOPK_ENTRIES = [TOPK_IDS, TOPK_LOGPROBS]
 LOGPROB_DTYPES = ("float16", "bfloat16")
 
 
 @dataclass(frozen=True)
 class TopKSpec:
-    """What a mode reads from the store: the teacher's top-`k` view, log-probabilities in `dtype`."""
+    """What a mode reads from the store: the teacher's top-`k` view, log-probabilities in `dtype`,
+    with its tail mass for a loss with a tail bucket (`tail`)."""
 
     k: int
     dtype: str = "float16"
+    tail: bool = False
+
+    @property
+    def entries(self) -> list[str]:
+        return TOPK_ENTRIES + ([TOPK_TAIL] if self.tail else [])
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -113,26 +121,36 @@ def build_topk_entries(store: SignalStore, score: Callable[[dict[str, Any]], Top
     rows = row_offsets(lengths)
     ids = store.new_entry(TOPK_IDS, (int(rows[-1]), spec.k), id_dtype_for(vocab_size))
     lps = store.new_entry(TOPK_LOGPROBS, (int(rows[-1]), spec.k), _stored_numpy_dtype(spec.dtype))
+    tail = store.new_entry(TOPK_TAIL, (int(rows[-1]),), _stored_numpy_dtype(spec.dtype)) if spec.tail else None
+    entries = [e for e in (ids, lps, tail) if e is not None]
     try:
         for index, batch in batches:
-            view = score(batch)
-            if view.k != spec.k:
-                raise RuntimeError(f"the teacher returned a top-{view.k} view; the store holds top-{spec.k}")
+            view = _checked(score(batch), spec)
             token_ids, logprobs = view.token_ids.cpu(), view.logprobs.float().cpu()
             for b, i in enumerate(index):
-                n = int(lengths[i])
-                ids.array[rows[i]:rows[i] + n] = token_ids[b, :n].numpy().astype(ids.dtype)
-                lps.array[rows[i]:rows[i] + n] = encode_logprobs(logprobs[b, :n], spec.dtype)
-        ids.commit(k=spec.k, vocab_size=int(vocab_size))
-        lps.commit(k=spec.k, logprob_dtype=spec.dtype)
+                n, at = int(lengths[i]), slice(rows[i], rows[i] + int(lengths[i]))
+                ids.array[at] = token_ids[b, :n].numpy().astype(ids.dtype)
+                lps.array[at] = encode_logprobs(logprobs[b, :n], spec.dtype)
+                if tail is not None:
+                    tail.array[at] = encode_logprobs(view.tail[b, :n].float().cpu(), spec.dtype)
+        for entry in entries:
+            entry.commit(k=spec.k, vocab_size=int(vocab_size), logprob_dtype=spec.dtype)
     except BaseException:
-        ids.abort()
-        lps.abort()
+        for entry in entries:
+            entry.abort()
         raise
     seconds = time.monotonic() - t0
     log.info("Teacher top-%d store: %d completion tokens of %d examples in %.1f s", spec.k, int(rows[-1]),
              len(lengths), seconds)
     return seconds
+
+
+def _checked(view: TopKView, spec: TopKSpec) -> TopKView:
+    if view.k != spec.k:
+        raise RuntimeError(f"the teacher returned a top-{view.k} view; the store holds top-{spec.k}")
+    if spec.tail and view.tail is None:
+        raise RuntimeError("the teacher backend gave no tail mass; a tail bucket needs teacher_backend=hf")
+    return view
 
 
 class StoredTopK:
@@ -146,6 +164,7 @@ class StoredTopK:
         self.rows = row_offsets(self.lengths)
         self.ids = store.open(TOPK_IDS, entries)
         self.logprobs = store.open(TOPK_LOGPROBS, entries)
+        self.tail = store.open(TOPK_TAIL, entries) if spec.tail else None
 
     @property
     def tokens(self) -> int:
@@ -159,12 +178,14 @@ class StoredTopK:
         batch, width = completion_mask.shape
         ids = torch.zeros(batch, width, self.spec.k, dtype=torch.long)
         lps = torch.full((batch, width, self.spec.k), float("-inf"))
+        tail = None if self.tail is None else torch.full((batch, width), float("-inf"))
         for b, (i, n) in enumerate(zip(index, lengths)):
-            start = self.rows[i]
-            ids[b, :n] = torch.from_numpy(np.asarray(self.ids[start:start + n], dtype=np.int64))
-            lps[b, :n] = decode_logprobs(self.logprobs[start:start + n], self.spec.dtype)
-        device = completion_mask.device
-        return TopKView(ids.to(device), renormalized_rows(lps).to(device), 1.0)
+            at = slice(self.rows[i], self.rows[i] + n)
+            ids[b, :n] = torch.from_numpy(np.asarray(self.ids[at], dtype=np.int64))
+            lps[b, :n] = decode_logprobs(self.logprobs[at], self.spec.dtype)
+            if tail is not None:
+                tail[b, :n] = decode_logprobs(self.tail[at], self.spec.dtype)
+        return TopKView(ids, renormalized_rows(lps), 1.0, tail).to(completion_mask.device)
 
     def forward_view(self, example_index: torch.Tensor, token_mask: torch.Tensor,
                      target_mask: torch.Tensor | None) -> ForwardView:
@@ -176,6 +197,4 @@ class StoredTopK:
         counts = target_mask.sum(dim=1)
         width = int(counts.max()) if counts.numel() else 0
         completion_mask = torch.arange(width, device=counts.device)[None, :] < counts[:, None]
-        view = self.view(example_index, completion_mask)
-        return ForwardView(topk=TopKView(select_positions(view.token_ids, completion_mask),
-                                         select_positions(view.logprobs, completion_mask), view.temperature))
+        return ForwardView(topk=self.view(example_index, completion_mask).rows(completion_mask))
