@@ -92,8 +92,7 @@ def build_plan(cfg: DictConfig) -> RunPlan:
         _check_images(parts, needs, problems)
     cache, cache_problems = plan_cache(cfg, handler=handler, needs=needs,
                                        mode_reasons=mode.cache_refusals(parts) if needs is not None else [],
-                                       stored_k=mode.stored_view_k(parts) if needs is not None else None,
-                                       stored_tail=needs is not None and mode.stored_view_tail(parts))
+                                       stored=mode.stored_view(parts) if needs is not None else None)
     problems.extend(cache_problems)
     problems.raise_if_any()
     assert mode is not None and handler is not None and student_info is not None

@@ -12,11 +12,14 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional
 
 from transformers import TrainingArguments
 
 from forge.config.errors import ConfigProblem
+
+if TYPE_CHECKING:
+    from forge.teachers.cache.topk_store import TopKRequest
 
 
 @dataclass(frozen=True)
@@ -201,14 +204,10 @@ class Mode(ABC):
         """Reasons specific to this mode why the teacher-signal cache would give wrong signals."""
         return []
 
-    def stored_view_k(self, parts: PlanParts) -> Optional[int]:
-        """The k of the teacher's top-k view this mode can read from the cache's top-k store in place
-        of its teacher backend (None: it reads none; KD's cache stands in for a forward pass instead)."""
+    def stored_view(self, parts: PlanParts) -> Optional["TopKRequest"]:
+        """The teacher's top-k view this mode can read from the cache's top-k store in place of its
+        teacher backend (None: it reads none; KD's cache stands in for a forward pass instead)."""
         return None
-
-    def stored_view_tail(self, parts: PlanParts) -> bool:
-        """Whether that view must hold the teacher's tail mass (a loss with a tail bucket)."""
-        return False
 
     def describe(self) -> dict[str, Any]:
         """What run_metadata.json records about the mode (the study report reads it)."""

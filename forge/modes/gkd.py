@@ -7,6 +7,8 @@ from typing import Any, Optional
 
 from forge.config.errors import ConfigProblem
 from forge.modes.base import Mode, PlanParts, TeacherNeeds, generation_only, token_score_problems
+from forge.teachers.cache.teacher_text import TeacherText
+from forge.teachers.cache.topk_store import TopKRequest
 
 #: GKD with a teacher that only generates: sequence-level KD (Kim & Rush, 2016), every batch's
 #: completions the teacher's, the student trained by cross-entropy on them.
@@ -76,7 +78,7 @@ class GKDMode(Mode):
             problems.append(ConfigProblem("mode.trainer.top_k", f"exceeds what teacher_backend={name} returns "
                                                                 f"({caps.max_k}).", top_k,
                                           f"use mode.trainer.top_k<={caps.max_k}"))
-        problems += self._tail_problems(parts)
+        problems += self._tail_problems(parts) + self._stored_text_problems(parts)
         if settings.get("seq_kd") and not caps.generate:
             problems.append(ConfigProblem("mode.trainer.seq_kd", f"needs the teacher to generate; "
                                                                  f"teacher_backend={name} cannot.", True,
@@ -106,6 +108,23 @@ class GKDMode(Mode):
                 "set mode.trainer.temperature=1.0, or tail_bucket=false"))
         return problems
 
+    def _stored_text_problems(self, parts: PlanParts) -> list[ConfigProblem]:
+        """Stored teacher completions live in the teacher cache, with their top-k view."""
+        settings = self.raw_settings
+        if settings.get("seq_kd_completions") != "stored":
+            return []
+        key, cache = "mode.trainer.seq_kd_completions", (parts.cfg.get("teacher") or {}).get("cache", "auto")
+        if not settings.get("seq_kd"):
+            return [ConfigProblem(key, "is stored, but mode.trainer.seq_kd is false (the dataset's completions are "
+                                       "used).", "stored", "set mode.trainer.seq_kd=true, or seq_kd_completions=sampled")]
+        if settings.get("top_k") is None:
+            return [ConfigProblem(key, "is stored: the completions are kept with the teacher's top-k view of them, "
+                                       "and mode.trainer.top_k is null.", "stored", "set mode.trainer.top_k=20")]
+        if str(getattr(cache, "value", cache)) == "off":
+            return [ConfigProblem(key, "is stored, which keeps them in the teacher cache; teacher.cache is off.",
+                                  "stored", "set teacher.cache=auto, or seq_kd_completions=sampled")]
+        return []
+
     def cache_refusals(self, parts: PlanParts) -> list[str]:
         """The cache holds the teacher's top-k view of the dataset's completions: it serves the
         off-policy batches of any `lmbda` (on-policy samples are scored live, and the run says so)."""
@@ -116,17 +135,30 @@ class GKDMode(Mode):
             reasons.append(f"mode={self.name} with mode.trainer.top_k=null reads the teacher's dense logits, which the "
                            "cache does not store (a vocabulary-sized row per token); set mode.trainer.top_k=20 to "
                            "read a stored top-20 view")
-        if settings.get("seq_kd"):
+        if settings.get("seq_kd") and not self._stores_text():
             reasons.append(f"mode={self.name} with mode.trainer.seq_kd=true trains on completions the teacher samples "
-                           "at each step; the store holds the teacher's view of the dataset's completions")
+                           "at each step; the store holds completions written once (set "
+                           "mode.trainer.seq_kd_completions=stored for one teacher completion per example)")
         return reasons
 
-    def stored_view_k(self, parts: PlanParts) -> Optional[int]:
-        top_k = self.raw_settings.get("top_k")
-        return None if top_k is None or self._sequence_level(parts) else int(top_k)
+    def stored_view(self, parts: PlanParts) -> Optional[TopKRequest]:
+        settings = self.raw_settings
+        top_k = settings.get("top_k")
+        if top_k is None or self._sequence_level(parts):
+            return None
+        return TopKRequest(int(top_k), tail=bool(settings.get("tail_bucket")),
+                           teacher_text=self._teacher_text(parts) if self._stores_text() else None)
 
-    def stored_view_tail(self, parts: PlanParts) -> bool:
-        return bool(self.raw_settings.get("tail_bucket"))
+    def _stores_text(self) -> bool:
+        return bool(self.raw_settings.get("seq_kd")) and self.raw_settings.get("seq_kd_completions") == "stored"
+
+    def _teacher_text(self, parts: PlanParts) -> TeacherText:
+        """How the teacher writes the stored completions: as a live seq_kd step samples them, seeded
+        from the teacher's seed (so every arm and student seed of a study shares one set)."""
+        settings, cfg = self.raw_settings, parts.cfg
+        seed = cfg.teacher_strategy.get("seed")
+        return TeacherText(int(settings.get("max_new_tokens", 64)), float(settings.get("temperature", 0.9)),
+                           int(cfg.seed if seed is None else seed))
 
     def trainer_kwargs(self) -> dict[str, Any]:
         return {"settings": self.settings}

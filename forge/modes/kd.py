@@ -7,6 +7,7 @@ from typing import Optional
 
 from forge.config.errors import ConfigProblem
 from forge.modes.base import Mode, PlanParts, TeacherNeeds
+from forge.teachers.cache.topk_store import TopKRequest
 from forge.trainers.distillation import DistillationTrainer
 
 
@@ -40,7 +41,7 @@ class KDMode(Mode):
         top-k store when it reads a top-k view (`loss.top_k`), and nothing else is stored for it."""
         from forge.models.kinds import model_kind
 
-        if model_kind(parts.kind).label_head or self.stored_view_k(parts) is not None:
+        if model_kind(parts.kind).label_head or self.stored_view(parts) is not None:
             return []
         if parts.loss.needs.logits:
             return ["KD on a token-level model reads dense per-token logits over the whole vocabulary "
@@ -49,9 +50,9 @@ class KDMode(Mode):
         return ["the cache stores signals by tokenised classification inputs; a prompt → completion example is "
                 "laid out by its collator (prompt + completion), which the store does not index"]
 
-    def stored_view_k(self, parts: PlanParts) -> Optional[int]:
+    def stored_view(self, parts: PlanParts) -> Optional[TopKRequest]:
         """A decoder's response loss with `top_k` reads the teacher's top-k view, which the store holds."""
         from forge.models.kinds import model_kind
 
         top_k = getattr(parts.loss, "top_k", None)
-        return None if top_k is None or model_kind(parts.kind).label_head else int(top_k)
+        return None if top_k is None or model_kind(parts.kind).label_head else TopKRequest(int(top_k))

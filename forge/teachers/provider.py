@@ -181,6 +181,9 @@ class TeacherProvider:
                                          tokenizer=self._tokenizer(), batch_size=cache.batch_size)
         with self.ranks.main_first():
             teacher.signals = teacher.store.open()
+        if cache.topk.teacher_text is not None:  # sequence-level KD from the store: train on the teacher's text
+            self.data.train = teacher.store.dataset
+            log.info("Training on the teacher's stored completions of the %d training examples", len(self.data.train))
 
     def _cached(self) -> Teacher:
         from forge.teachers.cache.session import TeacherCacheSession

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainingArguments
 
+from forge.config.errors import ConfigProblem
 from forge.config.ranges import at_least, in_range, non_negative, positive, range_problems
 from forge.data.causal_collate import teacher_prompt
 from forge.data.indexing import EXAMPLE_INDEX_KEY
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 #: where a batch's completions came from (logged: `loss/on_policy` = fraction of student samples)
 SOURCE_DATASET, SOURCE_TEACHER, SOURCE_STUDENT = 0, 1, 2
+SEQ_KD_COMPLETIONS = ("sampled", "stored")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ class GKDSettings:
     tail_bucket: with top_k, compare k + 1 buckets (the k ids at their full-vocabulary mass and one
       for the rest) instead of both sides renormalised over the k ids; needs the teacher's tail
       mass (teacher_backend=hf) and temperature 1 (the mass outside the k is known only there).
+    seq_kd_completions: "sampled" = the teacher samples new completions for every off-policy batch;
+      "stored" = it writes one per training example once, kept in the teacher cache with its top-k
+      view (`forge.teachers.cache.teacher_text`), and every run with the same key trains on them.
     """
 
     lmbda: float = in_range(0, 1, default=0.5)
@@ -72,10 +77,14 @@ class GKDSettings:
     top_k: Optional[int] = at_least(1, default=None)
     sft_weight: float = non_negative(default=0.0)
     tail_bucket: bool = False
+    seq_kd_completions: str = "sampled"
 
     def __post_init__(self) -> None:
         """The ranges declared above, checked the same way the config check reports them."""
         problems = range_problems(dataclasses.asdict(self), GKDSettings, "mode.trainer")
+        if self.seq_kd_completions not in SEQ_KD_COMPLETIONS:
+            problems.append(ConfigProblem("mode.trainer.seq_kd_completions", "is not a choice.", self.seq_kd_completions,
+                                          f"valid: {', '.join(SEQ_KD_COMPLETIONS)}"))
         if problems:
             raise ValueError("; ".join(p.render() for p in problems))
 
@@ -129,6 +138,9 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
         self.teacher_backend = teacher_backend
         #: the cache's stored top-k view (`StoredTopK`): read for off-policy batches of dataset completions
         self.teacher_store = teacher_store
+        #: where that view comes from: the dataset's completions, or the teacher's own written into the store
+        self._text_stored = teacher_store is not None and teacher_store.spec.teacher_text is not None
+        self._stored_source = SOURCE_TEACHER if self._text_stored else SOURCE_DATASET
         self._said_live = False
         self.settings = settings
         self.pad_token_id = int(pad_token_id)
@@ -192,7 +204,7 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
                                            temperature=s.temperature, do_sample=True, eos_token_id=self.eos,
                                            pad_token_id=self.pad_token_id, vision=vision_inputs(inputs))
             return ids, completion_mask(ids, self.eos), SOURCE_STUDENT
-        if s.seq_kd:
+        if s.seq_kd and not self._text_stored:  # stored: the training set already holds the teacher's text
             t_prompt, t_mask = teacher_prompt(inputs)
             with seeded(self._sampling_seed("teacher", micro)):
                 ids = self.teacher_backend.generate(t_prompt, t_mask, max_new_tokens=s.max_new_tokens,
@@ -200,7 +212,8 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
                                                     vision=teacher_vision(inputs))
             ids = ids.to(prompt.device)
             return ids, completion_mask(ids, self.eos), SOURCE_TEACHER
-        return inputs["completion_input_ids"], inputs["completion_attention_mask"], SOURCE_DATASET
+        return (inputs["completion_input_ids"], inputs["completion_attention_mask"],
+                SOURCE_TEACHER if s.seq_kd else SOURCE_DATASET)
 
     def _teacher_divergence(self, student_logits: torch.Tensor, inputs: dict[str, torch.Tensor],
                             completion: torch.Tensor, mask: torch.Tensor, source: int) -> torch.Tensor:
@@ -225,7 +238,7 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
                       source: int) -> TopKView:
         """The teacher's top-k view of the completion tokens: from the store for the dataset's
         completions, live for anything sampled during training (the store never saw it)."""
-        if self.teacher_store is not None and source == SOURCE_DATASET:
+        if self.teacher_store is not None and source == self._stored_source:
             return self.teacher_store.view(inputs[EXAMPLE_INDEX_KEY], mask)
         if self.teacher_store is not None and not self._said_live:
             log.info("Step %d: completions sampled during training are scored by the live teacher; the top-k store "
@@ -248,7 +261,8 @@ class GKDTrainer(ForgeTrainerMixin, Trainer):
         components: dict[str, Any] = {("ce_teacher_text" if self.sequence_level else "jsd"): jsd.detach(),
                                       "on_policy": float(source == SOURCE_STUDENT),
                                       "teacher_unscored": float(self._unscored),
-                                      "teacher_stored": float(self.teacher_store is not None and source == SOURCE_DATASET),
+                                      "teacher_stored": float(self.teacher_store is not None
+                                                              and source == self._stored_source),
                                       "completion_tokens": float(mask.sum(-1).float().mean())}
         if self.settings.sft_weight > 0 and source == SOURCE_DATASET:
             ce = F.cross_entropy(logits[counted].float(), completion[counted])

@@ -7,6 +7,7 @@ import pytest
 
 from forge.config.errors import ConfigError
 from forge.plan import build_plan
+from forge.teachers.cache.teacher_text import TeacherText
 from tests.conftest import SHARED_DATA, compose_config
 
 EUROPARL = [f"task=europarl_en_fr", f"task.data_dir={SHARED_DATA / 'europarl'}", "model=smollm2"]
@@ -99,3 +100,21 @@ def test_a_tail_bucket_needs_a_backend_with_the_tail_mass_a_top_k_and_temperatur
     assert "top_k is null" in problem.message
     plan = build_plan(compose_config([*EUROPARL, *tail, "mode.trainer.temperature=1.0", "mode.trainer.lmbda=0.0"]))
     assert plan.cache.enabled and plan.cache.topk.tail and plan.cache.topk.entries[-1] == "topk_tail"
+
+
+def test_stored_teacher_completions_need_seq_kd_a_top_k_and_the_cache():
+    stored = ["mode=gkd", "mode.trainer.seq_kd_completions=stored", "mode.trainer.lmbda=0.0"]
+    (problem,) = problems_of([*EUROPARL, *stored, "mode.trainer.top_k=8"])
+    assert problem.key == "mode.trainer.seq_kd_completions" and "seq_kd=true" in problem.fix
+    (problem,) = problems_of([*EUROPARL, *stored, "mode.trainer.seq_kd=true"])
+    assert "top_k is null" in problem.message
+    (problem,) = problems_of([*EUROPARL, *stored, "mode.trainer.seq_kd=true", "mode.trainer.top_k=8", "teacher.cache=off"])
+    assert "teacher.cache is off" in problem.message
+    (problem,) = problems_of([*EUROPARL, "mode=gkd", "mode.trainer.seq_kd_completions=once"])
+    assert "mode.trainer.seq_kd_completions" in problem.render() and "valid: sampled, stored" in problem.render()
+    plan = build_plan(compose_config([*EUROPARL, *stored, "mode.trainer.seq_kd=true", "mode.trainer.top_k=8",
+                                      "mode.trainer.max_new_tokens=6", "seed=5"]))
+    assert plan.cache.enabled and plan.cache.topk.teacher_text == TeacherText(6, 0.9, 5)
+    sampled = build_plan(compose_config([*EUROPARL, "mode=gkd", "mode.trainer.seq_kd=true", "mode.trainer.top_k=8",
+                                         "mode.trainer.lmbda=0.0"]))
+    assert not sampled.cache.enabled and "seq_kd_completions=stored" in sampled.cache.reason

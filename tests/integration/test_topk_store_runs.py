@@ -98,3 +98,20 @@ def test_a_tail_bucket_run_from_the_store_equals_the_live_one(tmp_path):
     report = _teacher_cache(store_dir)
     assert report["tail"] and report["built"] == ["topk_ids", "topk_logprobs", "topk_tail"]
     assert report["bytes_per_token"] == pytest.approx(66, abs=8)  # 16 × (2 + 2) + 2 bytes
+
+
+def test_seq_kd_trains_on_the_teachers_stored_completions_and_a_second_arm_reuses_them(tmp_path):
+    seq = [*GKD_TOPK, "mode.trainer.seq_kd=true", "mode.trainer.seq_kd_completions=stored",
+           "mode.trainer.max_new_tokens=6", _cache(tmp_path)]
+    first_dir, _ = run(tmp_path / "beta0", *seq, "mode.trainer.beta=0.0")
+    first = _teacher_cache(first_dir)
+    assert first["teacher_completions"]["built"] and first["teacher_completions"]["max_new_tokens"] == 6
+    assert first["built"] == ["topk_ids", "topk_logprobs"]
+    steps = logged(first_dir)
+    assert [e["loss/teacher_stored"] for e in steps] == [1.0, 1.0]
+    assert all(0 < e["loss/completion_tokens"] <= 6 for e in steps)  # the teacher's text, not Europarl's
+    assert "Training on the teacher's stored completions" in (first_dir / "output.log").read_text()
+    second_dir, _ = run(tmp_path / "beta1", *seq, "mode.trainer.beta=1.0")
+    second = _teacher_cache(second_dir)
+    assert not second["teacher_completions"]["built"] and second["reused"] == ["topk_ids", "topk_logprobs"]
+    assert second["teacher_completions"]["dir"] == first["teacher_completions"]["dir"] and second["dir"] == first["dir"]

@@ -21,7 +21,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig
 
 from forge.config.errors import ConfigProblem
-from forge.teachers.cache.topk_store import LOGPROB_DTYPES, TopKSpec
+from forge.teachers.cache.topk_store import LOGPROB_DTYPES, TopKRequest, TopKSpec
 
 CACHE_MODES = ("auto", "on", "off")
 CACHE_DTYPES = ("float16", "float32", "bfloat16")
@@ -89,12 +89,11 @@ def refusals(cfg: DictConfig, handler: Any, needs: Any, mode_reasons: list[str],
 
 
 def plan_cache(cfg: DictConfig, *, handler: Any, needs: Any, mode_reasons: list[str],
-               stored_k: Optional[int] = None, stored_tail: bool = False) -> tuple[CachePlan, list[ConfigProblem]]:
+               stored: Optional[TopKRequest] = None) -> tuple[CachePlan, list[ConfigProblem]]:
     """The cache decision and, for teacher.cache=on where it would be wrong, the config problems.
 
-    needs: the mode's `TeacherNeeds`, None when the mode has no teacher; stored_k: the k of the
-    top-k view the mode would read from the store in place of its backend (`Mode.stored_view_k`);
-    stored_tail: that view holds the teacher's tail mass too (`Mode.stored_view_tail`)."""
+    needs: the mode's `TeacherNeeds`, None when the mode has no teacher; stored: the top-k view the
+    mode would read from the store in place of its backend (`Mode.stored_view`)."""
     node = cfg.get("teacher") or {}
     mode = _plain(node.get("cache", "auto"))
     root_value: Optional[str] = node.get("cache_root")
@@ -113,26 +112,26 @@ def plan_cache(cfg: DictConfig, *, handler: Any, needs: Any, mode_reasons: list[
     if mode == "off":
         return CachePlan(False, "teacher.cache=off", root, dtype, batch), problems
     if dtype in CACHE_DTYPES:
-        problems += _dtype_problems(dtype, stored_k)
+        problems += _dtype_problems(dtype, stored is not None)
     share = not cfg.teacher_strategy.get("cotrain")
-    reasons = refusals(cfg, handler, needs, mode_reasons, stores_view=stored_k is not None)
+    reasons = refusals(cfg, handler, needs, mode_reasons, stores_view=stored is not None)
     if reasons and mode == "on":
         for reason in reasons:
             problems.append(ConfigProblem("teacher.cache", f"cannot be on: {reason}.", mode,
                                           "set teacher.cache=off (or auto, which falls back to the live teacher)"))
     if reasons or problems:
         return CachePlan(False, "; ".join(reasons), root, dtype, batch, share_teacher=share), problems
-    topk = TopKSpec(int(stored_k), dtype, tail=stored_tail) if stored_k is not None else None
+    topk = TopKSpec(stored.k, dtype, stored.tail, stored.teacher_text) if stored is not None else None
     return CachePlan(True, "", root, dtype, batch, share_teacher=share, topk=topk), problems
 
 
-def _dtype_problems(dtype: str, stored_k: Optional[int]) -> list[ConfigProblem]:
+def _dtype_problems(dtype: str, stores_view: bool) -> list[ConfigProblem]:
     """The top-k store keeps 16-bit log-probabilities; the signal cache stores what numpy has."""
-    if stored_k is not None and dtype not in LOGPROB_DTYPES:
+    if stores_view and dtype not in LOGPROB_DTYPES:
         return [ConfigProblem("teacher.cache_dtype", "is not a 16-bit type: the top-k store keeps the teacher's "
                                                      "log-probabilities in 16 bits.", dtype,
                               f"valid here: {', '.join(LOGPROB_DTYPES)}")]
-    if stored_k is None and dtype not in SIGNAL_DTYPES:
+    if not stores_view and dtype not in SIGNAL_DTYPES:
         return [ConfigProblem("teacher.cache_dtype", "is not stored by the signal cache (logits, hidden states, "
                                                      "attention maps are numpy arrays; numpy has no bfloat16).",
                               dtype, f"valid here: {', '.join(SIGNAL_DTYPES)}")]

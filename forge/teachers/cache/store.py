@@ -45,6 +45,14 @@ def entry_attention(index: int) -> str:
     return f"attn_{index}"
 
 
+def id_dtype_for(vocab_size: int) -> np.dtype:
+    """The smallest unsigned integer type holding ids 0 .. vocab_size-1."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if vocab_size - 1 <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.uint64)
+
+
 def row_offsets(lengths: np.ndarray) -> np.ndarray:
     """[N + 1] start of each example's rows in a `hidden_<i>` entry (one row per real token)."""
     return np.concatenate([[0], np.cumsum(lengths.astype(np.int64))])

@@ -25,6 +25,7 @@ from forge.losses.divergence import TopKView
 from forge.teachers.cache.fingerprint import dataset_fingerprint, digest, model_input_columns, short, tokenizer_fingerprint
 from forge.teachers.cache.lock import exclusive
 from forge.teachers.cache.store import FORMAT_VERSION, SignalStore, human_bytes
+from forge.teachers.cache.teacher_text import TeacherTextSession
 from forge.teachers.cache.topk_store import (
     CompletionBatches, StoredTopK, TopKSpec, build_topk_entries,
 )
@@ -68,7 +69,13 @@ class TopKStoreSession:
         return digest(parts), parts
 
     def open(self) -> StoredTopK:
-        """The store, built first when this key has none (or only a damaged one)."""
+        """The store, built first when this key has none (or only a damaged one). With
+        `spec.teacher_text` the rows describe the teacher's own completions, written first
+        (`dataset` then becomes the teacher-written set the run trains on)."""
+        if self.spec.teacher_text is not None:
+            self.dataset, self.report["teacher_completions"] = TeacherTextSession(
+                root=self.root, spec=self.spec.teacher_text, backend=self.backend, dataset=self.dataset,
+                collator=self.collator, tokenizer=self.tokenizer, batch_size=self.batch_size).open()
         key, parts = self.key()
         store = SignalStore(self.root / "signals" / short(key))
         built, waited = False, 0.0

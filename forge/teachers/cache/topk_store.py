@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -32,7 +32,8 @@ from forge.losses.base import ForwardView
 from forge.losses.divergence import TopKView
 from forge.teachers.cache.build import example_lengths
 from forge.teachers.cache.signals import check_batch_lengths
-from forge.teachers.cache.store import SignalStore, row_offsets
+from forge.teachers.cache.store import SignalStore, id_dtype_for, row_offsets
+from forge.teachers.cache.teacher_text import TeacherText
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,24 @@ LOGPROB_DTYPES = ("float16", "bfloat16")
 
 
 @dataclass(frozen=True)
+class TopKRequest:
+    """What a mode would read from the store (`Mode.stored_view`); the config adds the dtype."""
+
+    k: int
+    tail: bool = False
+    teacher_text: Optional[TeacherText] = None
+
+
+@dataclass(frozen=True)
 class TopKSpec:
     """What a mode reads from the store: the teacher's top-`k` view, log-probabilities in `dtype`,
-    with its tail mass for a loss with a tail bucket (`tail`)."""
+    with its tail mass for a loss with a tail bucket (`tail`), of the teacher's own completions when
+    `teacher_text` says how it writes them (sequence-level KD from the store)."""
 
     k: int
     dtype: str = "float16"
     tail: bool = False
+    teacher_text: Optional[TeacherText] = None
 
     @property
     def entries(self) -> list[str]:
@@ -59,14 +71,6 @@ class TopKSpec:
             raise ValueError(f"k must be >= 1, got {self.k}")
         if self.dtype not in LOGPROB_DTYPES:
             raise ValueError(f"top-k log-probabilities are stored as {' or '.join(LOGPROB_DTYPES)}, not {self.dtype}")
-
-
-def id_dtype_for(vocab_size: int) -> np.dtype:
-    """The smallest unsigned integer type holding ids 0 .. vocab_size-1."""
-    for dtype in (np.uint8, np.uint16, np.uint32):
-        if vocab_size - 1 <= np.iinfo(dtype).max:
-            return np.dtype(dtype)
-    return np.dtype(np.uint64)
 
 
 def encode_logprobs(values: torch.Tensor, dtype: str) -> np.ndarray:
