@@ -1,4 +1,4 @@
-"""Benchmark: a GKD step from the stored top-k teacher view, against SFT, the live teacher and TRL.
+"""Benchmark: a GKD (and KD) step from the stored top-k teacher view, against SFT, the live teacher and TRL.
 
 One process, the 6-block SmolLM2 student and its 30-block teacher (`model=smollm2`), Europarl EN->FR
 batches of the task handler's own token ids. Each round takes the next batch and runs every variant
@@ -11,6 +11,9 @@ and the AdamW step, each on its own copy of the student:
     gkd_store        the same top-k view read from the teacher-signal cache's top-k store
     gkd_on_policy    λ 1: the student samples, the teacher scores its samples (dense, as TRL)
     trl_off, trl_on  TRL's GKDTrainer at λ 0 and λ 1 (dense teacher logits, its only form)
+    kd_live_topk     Forge's KD (DistillationTrainer): CE + 0.5 · response_kl over the teacher's
+                     top-k view, the teacher's forward pass every step (`loss.top_k`)
+    kd_store         the same KD step reading that view from the top-k store the GKD arm reads
 
 Same tokens: TRL gets Forge's collated batch (prompt block left-padded, completion right-padded,
 labels -100 on the prompt and padding); its counted tokens are checked to be Forge's completion
@@ -40,7 +43,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data" / "europarl"
-VARIANTS = ("sft", "gkd_live_dense", "gkd_live_topk", "gkd_store", "gkd_on_policy", "trl_off", "trl_on")
+VARIANTS = ("sft", "gkd_live_dense", "gkd_live_topk", "gkd_store", "gkd_on_policy", "trl_off", "trl_on",
+            "kd_live_topk", "kd_store")
 PIECES = ("generate", "teacher", "student_fwd", "divergence", "backward", "optim")
 #: the piece being timed for whichever trainer runs now (module-level functions are shared)
 NOW: dict[str, Any] = {"pieces": None}
@@ -103,6 +107,20 @@ def sft_trainer(s: dict[str, Any], model: Any, tmp: Path) -> Any:
         student=model, train_dataset=s["data"].train, collator=s["data"].collator, tokenizer=s["processor"]), args)
 
 
+def kd_trainer(s: dict[str, Any], model: Any, tmp: Path, name: str, args: argparse.Namespace, store: Any = None) -> Any:
+    """`mode=kd loss=response_kl loss.top_k=K` on the same batches: the teacher live, or the store."""
+    from forge.losses.response import ResponseKL
+    from forge.trainers.args import training_arguments
+    from forge.trainers.components import TrainingComponents
+    from forge.trainers.distillation import DistillationTrainer
+
+    targs = training_arguments(s["cfg"].trainer, output_dir=tmp / name, seed=int(s["cfg"].seed))
+    return DistillationTrainer.from_components(TrainingComponents(
+        student=model, train_dataset=s["data"].train, collator=s["data"].collator, tokenizer=s["processor"],
+        teacher=None if store is not None else s["teacher"], loss=ResponseKL(top_k=args.top_k), alpha=0.5,
+        teacher_signals=store), targs)
+
+
 def trl_trainer(s: dict[str, Any], model: Any, tmp: Path, lmbda: float, args: argparse.Namespace) -> Any:
     from datasets import Dataset
     from trl.experimental.gkd import GKDConfig, GKDTrainer
@@ -160,6 +178,9 @@ def instrument(trainers: dict[str, Any], teacher: Any) -> None:
             trainer.generate_on_policy_outputs = _timed("generate", trainer.generate_on_policy_outputs)
             trainer.model.forward = _timed("student_fwd", trainer.model.forward, grad_only=True)
             trainer.generalized_jsd_loss = _timed("divergence", trainer.generalized_jsd_loss)
+        elif name.startswith("kd"):  # the store's view is timed through the GKD arm's wrapper (one object)
+            trainer.model.student.forward = _timed("student_fwd", trainer.model.student.forward, grad_only=True)
+            trainer.model.loss.forward = _timed("divergence", trainer.model.loss.forward)
         elif trainer.teacher_store is not None:
             trainer.teacher_store.view = _timed("teacher", trainer.teacher_store.view)
         trainer.create_optimizer()
@@ -201,6 +222,8 @@ def build_trainers(s: dict[str, Any], args: argparse.Namespace, store: Any, tmp:
         "gkd_on_policy": forge_trainer(s, models["gkd_on_policy"], tmp, "on", lmbda=1.0, top_k=None),
         "trl_off": trl_trainer(s, models["trl_off"], tmp, 0.0, args),
         "trl_on": trl_trainer(s, models["trl_on"], tmp, 1.0, args),
+        "kd_live_topk": kd_trainer(s, models["kd_live_topk"], tmp, "kd_live", args),
+        "kd_store": kd_trainer(s, models["kd_store"], tmp, "kd_store", args, store=store),
     }
     instrument(trainers, s["teacher"])
     return trainers
@@ -278,6 +301,8 @@ def render(rows: list[dict[str, Any]], store_report: dict[str, Any], args: argpa
               f"Store: {store_report['tokens']} completion tokens, {store_report['size_bytes']} bytes "
               f"({store_report['bytes_per_token']} bytes/token: ids {store_report['id_dtype']}, log-probabilities "
               f"{store_report['logprob_dtype']}), built in {store_report.get('build_s', 0):.1f} s (one teacher pass).",
+              f"KD (CE + 0.5 · top-{args.top_k} forward KL) ÷ SFT: live teacher {by['kd_live_topk']['over_sft']:.2f}, "
+              f"from the store {by['kd_store']['over_sft']:.2f}.",
               "TRL's counted tokens equal Forge's completion tokens off-policy; on-policy every variant sampled "
               f"exactly {args.new_tokens} tokens per row (both checked every round)."]
     return "\n".join(lines)
