@@ -29,6 +29,12 @@ from forge.losses.base import (
 from forge.models.info import ModelInfo
 
 
+def _counted(batch: LossBatch) -> torch.Tensor:
+    """The token-level positions that count: the targets; without a target mask (encoder token
+    tasks) every real token."""
+    return batch.target_mask if batch.target_mask is not None else batch.token_mask
+
+
 class ResponseLoss(DistillationLoss):
     """Shared machinery; subclasses implement `per_row(student_rows, teacher_rows) -> [N]`."""
 
@@ -98,7 +104,7 @@ class ResponseLoss(DistillationLoss):
             raise ValueError("response losses need the student's logits (needs.logits)")
         s_rows = student.logits
         if s_rows.dim() == 3:
-            s_rows = select_positions(s_rows, batch.target_mask if batch.target_mask is not None else batch.token_mask)
+            s_rows = select_positions(s_rows, _counted(batch))
         if s_rows.shape[0] != teacher.topk.token_ids.shape[0]:
             raise ValueError(f"{s_rows.shape[0]} student rows vs a teacher view of {teacher.topk.token_ids.shape[0]}")
         return s_rows.float(), teacher.topk
@@ -114,8 +120,7 @@ class ResponseLoss(DistillationLoss):
         if s.shape != t.shape:
             raise ValueError(f"student logits {tuple(s.shape)} vs teacher {tuple(t.shape)}")
         if s.dim() == 3:
-            # Token level. Without a target mask (encoder token tasks) every real token counts.
-            mask = batch.target_mask if batch.target_mask is not None else batch.token_mask
+            mask = _counted(batch)
             s, t = select_positions(s, mask), select_positions(t, mask)
         elif s.dim() != 2:
             raise ValueError(f"logits must be [B, C] or [B, T, V], got {tuple(s.shape)}")

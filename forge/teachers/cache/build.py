@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from forge.data.base import model_inputs
+from forge.teachers.cache.fingerprint import column as column_values
 from forge.teachers.cache.store import (
     SignalStore, attention_offsets, entry_attention, entry_hidden, entry_logits, row_offsets,
 )
@@ -25,9 +26,7 @@ log = logging.getLogger(__name__)
 
 def example_lengths(dataset: Any, column: str = "input_ids") -> np.ndarray:
     """Real tokens of each (unpadded, tokenised) training example, in `column`."""
-    names = getattr(dataset, "column_names", None)
-    ids = dataset[column] if names is not None else [dataset[i][column] for i in range(len(dataset))]
-    return np.asarray([len(x) for x in ids], dtype=np.int64)
+    return np.asarray([len(x) for x in column_values(dataset, column)], dtype=np.int64)
 
 
 def _parse(name: str) -> tuple[str, int]:

@@ -44,6 +44,13 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     })
 
 
+def column(dataset: Any, key: str) -> list:
+    """One column's values in dataset order (a datasets.Dataset reads it at once; others by row)."""
+    if getattr(dataset, "column_names", None) is not None:
+        return dataset[key]
+    return [dataset[i][key] for i in range(len(dataset))]
+
+
 def _columns(dataset: Any, keys: Sequence[str]) -> dict[str, list]:
     """Column-wise values of `keys` (a datasets.Dataset reads a column at once; others by row)."""
     names = getattr(dataset, "column_names", None)

@@ -142,7 +142,7 @@ class TeacherCacheSession:
         store = SignalStore(self.plan.root / "signals" / short(key))
         built: list[str] = []
         waited = 0.0
-        if store.manifest().get("key") != key or store.missing(wanted):
+        if not store.holds(key, wanted):
             with exclusive(store.path / ".lock", f"the teacher cache {store.path}") as waited:
                 store.init(key, parts, example_lengths(self.data.train))
                 missing = store.missing(wanted)

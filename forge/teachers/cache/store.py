@@ -106,6 +106,10 @@ class SignalStore:
                             "none" if size is None else size, record["bytes"])
         return found
 
+    def holds(self, key: str, wanted: list[str]) -> bool:
+        """This key's directory with every wanted entry complete (nothing to build)."""
+        return self.manifest().get("key") == key and not self.missing(wanted)
+
     def missing(self, wanted: list[str]) -> list[str]:
         have = self.entries()
         return [name for name in wanted if name not in have]

@@ -29,7 +29,9 @@ from forge.data.causal_collate import COMPLETION, TEACHER_PROMPT, teacher_prompt
 from forge.decoding.generation import completion_mask
 from forge.runtime.seeds import derived_seed, seeded
 from forge.teachers.cache.build import example_lengths
-from forge.teachers.cache.fingerprint import dataset_fingerprint, digest, model_input_columns, short, tokenizer_fingerprint
+from forge.teachers.cache.fingerprint import (
+    column, dataset_fingerprint, digest, model_input_columns, short, tokenizer_fingerprint,
+)
 from forge.teachers.cache.lock import exclusive
 from forge.teachers.cache.store import FORMAT_VERSION, SignalStore, id_dtype_for, row_offsets
 
@@ -69,10 +71,7 @@ class TeacherWritten:
 
     def __getitem__(self, key: int | str) -> Any:
         if isinstance(key, str):
-            if key == COMPLETION:
-                return self.completions
-            names = getattr(self.base, "column_names", None)
-            return self.base[key] if names is not None else [self.base[i][key] for i in range(len(self.base))]
+            return self.completions if key == COMPLETION else column(self.base, key)
         return {**self.base[int(key)], COMPLETION: self.completions[int(key)]}
 
 
@@ -117,9 +116,9 @@ class TeacherTextSession:
         key, parts = self.key()
         store = SignalStore(self.root / "signals" / short(key))
         built_s: Optional[float] = None
-        if store.manifest().get("key") != key or store.missing([COMPLETION_IDS]):
+        if not store.holds(key, [COMPLETION_IDS]):
             with exclusive(store.path / ".lock", f"the teacher completions {store.path}"):
-                if store.manifest().get("key") != key or store.missing([COMPLETION_IDS]):
+                if not store.holds(key, [COMPLETION_IDS]):
                     built_s = self._build(store, key, parts)
         lengths = store.lengths().astype(np.int64)
         rows, flat = row_offsets(lengths), np.asarray(store.open(COMPLETION_IDS), dtype=np.int64)

@@ -80,7 +80,7 @@ class TopKStoreSession:
         store = SignalStore(self.root / "signals" / short(key))
         built, waited = False, 0.0
         wanted = self.spec.entries
-        if store.manifest().get("key") != key or store.missing(wanted):
+        if not store.holds(key, wanted):
             with exclusive(store.path / ".lock", f"the teacher top-k store {store.path}") as waited:
                 batches = CompletionBatches(self.dataset, self.collator, self.batch_size)
                 store.init(key, parts, batches.lengths())
