@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -16,7 +17,11 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Teacher caches (shared fine-tuned teachers, signals) of this test session go to a fresh directory,
 # never into the user's ~/.cache/forge; tests that check building and reuse pass their own root.
-os.environ.setdefault("FORGE_TEACHER_CACHE_DIR", tempfile.mkdtemp(prefix="forge-test-teacher-cache-"))
+# The directory is removed when the session ends (it holds fine-tuned teachers: hundreds of MB).
+SESSION_TEACHER_CACHE: str | None = None
+if "FORGE_TEACHER_CACHE_DIR" not in os.environ:
+    SESSION_TEACHER_CACHE = tempfile.mkdtemp(prefix="forge-test-teacher-cache-")
+    os.environ["FORGE_TEACHER_CACHE_DIR"] = SESSION_TEACHER_CACHE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
@@ -74,3 +79,9 @@ def tiny_run(tmp_path: Path) -> Callable[..., tuple[object, dict]]:
         return cfg, forge.run(cfg)
 
     return _run
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove this session's teacher cache (left alone when the caller named its own directory)."""
+    if SESSION_TEACHER_CACHE is not None:
+        shutil.rmtree(SESSION_TEACHER_CACHE, ignore_errors=True)

@@ -64,8 +64,7 @@ def test_an_interrupted_run_gives_its_checkpoint_student(tmp_path):
 
     run_dir = tmp_path / "stopped"
 
-    signal_when_sealed(run_dir / "checkpoint-2")
-    with pytest.raises(RunInterrupted):
+    with signal_when_sealed(run_dir / "checkpoint-2"), pytest.raises(RunInterrupted):
         forge.run(compose_config([*TINY_RUN, "logger=none", f"run_dir={run_dir}", "mode=sft",
                                   "trainer.max_steps=8", "signals.on_signal=exit"]))
     run = forge.open_run(run_dir)
