@@ -74,12 +74,13 @@ def load_setup(args: argparse.Namespace) -> dict[str, Any]:
 def build_store(s: dict[str, Any], args: argparse.Namespace, tmp: Path) -> tuple[Any, dict[str, Any]]:
     """The top-k store of the teacher over the benchmark's training examples (one teacher pass)."""
     from forge.teachers.backends.hf import HFTeacherBackend
+    from forge.teachers.cache.teacher_pass import TeacherPass
     from forge.teachers.cache.topk_session import TopKStoreSession
     from forge.teachers.cache.topk_store import TopKSpec
 
-    session = TopKStoreSession(root=tmp / "cache", spec=TopKSpec(args.top_k), backend=HFTeacherBackend(s["teacher"]),
-                               dataset=s["data"].train, collator=s["data"].collator, tokenizer=s["processor"],
-                               batch_size=8)
+    source = TeacherPass(root=tmp / "cache", backend=HFTeacherBackend(s["teacher"]), dataset=s["data"].train,
+                         collator=s["data"].collator, tokenizer=s["processor"], batch_size=8)
+    session = TopKStoreSession(source, TopKSpec(args.top_k))
     return session.open(), session.report
 
 

@@ -163,7 +163,8 @@ def build_student_stage(s: RunSession, processor: Any) -> torch.nn.Module:
 
 
 def obtain_teacher(s: RunSession, data: Any, processor: Any) -> Any:
-    """The teacher this run needs (None without one), in the form its mode reads it."""
+    """The teacher this run needs (None without one), in the form its mode reads it. A teacher that
+    wrote the training set itself (sequence-level KD from the store) replaces `data.train` with it."""
     from forge.teachers.provider import TeacherKind, TeacherProvider
 
     plan = s.plan
@@ -179,6 +180,9 @@ def obtain_teacher(s: RunSession, data: Any, processor: Any) -> Any:
         log.info("Teacher cache not used: %s", plan.cache.reason)
     if s.ranks.agree_max(int(s.stop.signum or 0)):  # a signal on any rank stops every rank here
         raise interrupted(s, 0)
+    if teacher.train_set is not None:
+        data.train = teacher.train_set
+        log.info("Training on the teacher's stored completions of the %d training examples", len(data.train))
     return teacher
 
 

@@ -59,6 +59,8 @@ class Teacher:
     signals: the cached signals standing in for the model's forward pass, or the stored top-k
       view standing in for the backend on off-policy batches (`store` obtained it).
     trainable: co-trained (its parameters join the student's optimizer and checkpoints).
+    train_set: the examples the run trains on instead of the task's (the teacher's stored completions
+      under `seq_kd_completions=stored`); None: the task's own.
     """
 
     kind: TeacherKind
@@ -68,6 +70,7 @@ class Teacher:
     trainable: bool = False
     session: Any = None
     store: Any = None
+    train_set: Any = None
     report: dict[str, Any] = field(default_factory=dict)
 
     def cache_report(self) -> Optional[dict[str, Any]]:
@@ -173,17 +176,17 @@ class TeacherProvider:
     def _stored_view(self, teacher: Teacher) -> None:
         """The cache's top-k store of this backend's view of the training completions: rank 0 builds
         a missing one (other jobs wait on its lock), then every rank reads it."""
+        from forge.teachers.cache.teacher_pass import TeacherPass
         from forge.teachers.cache.topk_session import TopKStoreSession
 
         cache = self.plan.cache
-        teacher.store = TopKStoreSession(root=cache.root, spec=cache.topk, backend=teacher.backend,
-                                         dataset=self.data.train, collator=self.data.collator,
-                                         tokenizer=self._tokenizer(), batch_size=cache.batch_size)
+        source = TeacherPass(root=cache.root, backend=teacher.backend, dataset=self.data.train,
+                             collator=self.data.collator, tokenizer=self._tokenizer(), batch_size=cache.batch_size)
+        teacher.store = TopKStoreSession(source, cache.topk)
         with self.ranks.main_first():
             teacher.signals = teacher.store.open()
         if cache.topk.teacher_text is not None:  # sequence-level KD from the store: train on the teacher's text
-            self.data.train = teacher.store.dataset
-            log.info("Training on the teacher's stored completions of the %d training examples", len(self.data.train))
+            teacher.train_set = teacher.store.train_set
 
     def _cached(self) -> Teacher:
         from forge.teachers.cache.session import TeacherCacheSession

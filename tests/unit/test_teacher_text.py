@@ -12,6 +12,7 @@ import torch
 from forge.data.causal_collate import CausalLMCollator
 from forge.decoding.generation import completion_mask
 from forge.runtime.seeds import derived_seed, seeded
+from forge.teachers.cache.teacher_pass import TeacherPass
 from forge.teachers.cache.teacher_text import TeacherText, TeacherTextSession, TeacherWritten
 from forge.teachers.cache.topk_session import TopKStoreSession, batch_view
 from forge.teachers.cache.topk_store import TopKSpec
@@ -28,8 +29,8 @@ def backend():
 
 
 def text_session(tmp_path, backend, data, spec=TEXT, batch_size=4) -> TeacherTextSession:
-    return TeacherTextSession(root=tmp_path, spec=spec, backend=backend, dataset=data,
-                              collator=CausalLMCollator(PAD), tokenizer=word_tokenizer(), batch_size=batch_size)
+    return TeacherTextSession(TeacherPass(root=tmp_path, backend=backend, dataset=data, collator=CausalLMCollator(PAD),
+                                          tokenizer=word_tokenizer(), batch_size=batch_size), spec)
 
 
 def test_each_stored_completion_is_the_teachers_sample_for_its_prompt(tmp_path, backend):
@@ -66,10 +67,11 @@ def test_the_completions_are_written_once_and_the_key_follows_the_generation(tmp
 
 def test_the_top_k_store_describes_the_teachers_completions(tmp_path, backend):
     data = examples(6)
-    session = TopKStoreSession(root=tmp_path, spec=TopKSpec(4, teacher_text=TEXT), backend=backend, dataset=data,
-                               collator=CausalLMCollator(PAD), tokenizer=word_tokenizer(), batch_size=4)
+    session = TopKStoreSession(TeacherPass(root=tmp_path, backend=backend, dataset=data, collator=CausalLMCollator(PAD),
+                                           tokenizer=word_tokenizer(), batch_size=4), TopKSpec(4, teacher_text=TEXT))
+    assert session.train_set is data
     stored = session.open()
-    written = session.dataset
+    written = session.train_set
     assert isinstance(written, TeacherWritten) and session.report["teacher_completions"]["examples"] == 6
     assert stored.tokens == sum(len(c) for c in written.completions)
     index = torch.tensor([2, 5])

@@ -13,6 +13,7 @@ import torch
 
 from forge.data.causal_collate import CausalLMCollator
 from forge.teachers.backends.hf import HFTeacherBackend
+from forge.teachers.cache.teacher_pass import TeacherPass
 from forge.teachers.cache.topk_session import TopKStoreSession, batch_view
 from forge.teachers.cache.topk_store import (
     TopKSpec, decode_logprobs, encode_logprobs, id_dtype_for, renormalized_rows,
@@ -49,8 +50,9 @@ def backend():
 
 
 def session(tmp_path, backend, *, data=None, k=K, dtype="float16", tokenizer=None, tail=False) -> TopKStoreSession:
-    return TopKStoreSession(root=tmp_path, spec=TopKSpec(k, dtype, tail), backend=backend, dataset=data or examples(),
-                            collator=CausalLMCollator(PAD), tokenizer=tokenizer or word_tokenizer(), batch_size=4)
+    source = TeacherPass(root=tmp_path, backend=backend, dataset=data or examples(), collator=CausalLMCollator(PAD),
+                         tokenizer=tokenizer or word_tokenizer(), batch_size=4)
+    return TopKStoreSession(source, TopKSpec(k, dtype, tail))
 
 
 def test_ids_take_the_smallest_unsigned_type_that_holds_the_vocabulary():

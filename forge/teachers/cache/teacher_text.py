@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -30,10 +29,11 @@ from forge.decoding.generation import completion_mask
 from forge.runtime.seeds import derived_seed, seeded
 from forge.teachers.cache.build import example_lengths
 from forge.teachers.cache.fingerprint import (
-    column, dataset_fingerprint, digest, model_input_columns, short, tokenizer_fingerprint,
+    column, dataset_fingerprint, digest, model_input_columns, tokenizer_fingerprint,
 )
 from forge.teachers.cache.lock import exclusive
 from forge.teachers.cache.store import FORMAT_VERSION, SignalStore, id_dtype_for, row_offsets
+from forge.teachers.cache.teacher_pass import TeacherPass
 
 log = logging.getLogger(__name__)
 
@@ -92,29 +92,25 @@ def _generate_all(dataset: Any, collator: Callable[[list[dict]], dict], generate
     return [row or [] for row in out]
 
 
-@dataclass
+@dataclass(frozen=True)
 class TeacherTextSession:
     """The teacher-written training set of one run: read from the cache, or written there first."""
 
-    root: Path
+    source: TeacherPass
     spec: TeacherText
-    backend: Any
-    dataset: Any
-    collator: Callable[[list[dict]], dict]
-    tokenizer: Any
-    batch_size: int = 64
 
     def key(self) -> tuple[str, dict[str, Any]]:
-        parts = {"format": FORMAT_VERSION, "kind": "teacher_completions", "teacher": self.backend.identity(),
-                 "tokenizer": tokenizer_fingerprint(self.tokenizer),
-                 "prompts": dataset_fingerprint(self.dataset, model_input_columns(self.dataset, PROMPT_COLUMNS)),
-                 "generation": asdict(self.spec), "batch_size": self.batch_size}
+        source = self.source
+        parts = {"format": FORMAT_VERSION, "kind": "teacher_completions", "teacher": source.backend.identity(),
+                 "tokenizer": tokenizer_fingerprint(source.tokenizer),
+                 "prompts": dataset_fingerprint(source.dataset, model_input_columns(source.dataset, PROMPT_COLUMNS)),
+                 "generation": asdict(self.spec), "batch_size": source.batch_size}
         return digest(parts), parts
 
     def open(self) -> tuple[TeacherWritten, dict[str, Any]]:
         """(the teacher-written set, what run_metadata records about it)."""
         key, parts = self.key()
-        store = SignalStore(self.root / "signals" / short(key))
+        store = self.source.store(key)
         built_s: Optional[float] = None
         if not store.holds(key, [COMPLETION_IDS]):
             with exclusive(store.path / ".lock", f"the teacher completions {store.path}"):
@@ -129,18 +125,20 @@ class TeacherTextSession:
             report["build_s"] = round(built_s, 2)
         log.info("Teacher-written completions %s: %s (%d examples, %d tokens)", store.path,
                  "built" if built_s is not None else "hit", len(completions), int(rows[-1]))
-        return TeacherWritten(self.dataset, completions), report
+        return TeacherWritten(self.source.dataset, completions), report
 
     def _build(self, store: SignalStore, key: str, parts: dict[str, Any]) -> float:
         t0 = time.monotonic()
-        eos = [int(self.tokenizer.eos_token_id)]
-        completions = _generate_all(self.dataset, self.collator, self.backend.generate, self.spec, eos, self.batch_size)
+        source = self.source
+        eos = [int(source.tokenizer.eos_token_id)]
+        completions = _generate_all(source.dataset, source.collator, source.backend.generate, self.spec, eos,
+                                    source.batch_size)
         lengths = np.asarray([len(c) for c in completions], dtype=np.int64)
         store.init(key, parts, lengths)
-        entry = store.new_entry(COMPLETION_IDS, (int(lengths.sum()),), id_dtype_for(len(self.tokenizer)))
+        entry = store.new_entry(COMPLETION_IDS, (int(lengths.sum()),), id_dtype_for(len(source.tokenizer)))
         try:
             entry.array[:] = np.concatenate([np.asarray(c, dtype=np.int64) for c in completions] or [np.zeros(0)])
-            entry.commit(vocab_size=len(self.tokenizer))
+            entry.commit(vocab_size=len(source.tokenizer))
         except BaseException:
             entry.abort()
             raise

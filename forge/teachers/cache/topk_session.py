@@ -15,16 +15,16 @@ recorded size) and the pass runs again.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from forge.data.causal_collate import teacher_prompt
 from forge.decoding.token_logprobs import completion_topk
 from forge.losses.divergence import TopKView
-from forge.teachers.cache.fingerprint import dataset_fingerprint, digest, model_input_columns, short, tokenizer_fingerprint
+from forge.teachers.cache.fingerprint import dataset_fingerprint, digest, model_input_columns, tokenizer_fingerprint
 from forge.teachers.cache.lock import exclusive
 from forge.teachers.cache.store import FORMAT_VERSION, SignalStore, human_bytes
+from forge.teachers.cache.teacher_pass import TeacherPass
 from forge.teachers.cache.teacher_text import TeacherTextSession
 from forge.teachers.cache.topk_store import (
     CompletionBatches, StoredTopK, TopKSpec, build_topk_entries,
@@ -49,21 +49,23 @@ def batch_view(backend: Any, batch: dict[str, Any], k: int) -> TopKView:
 class TopKStoreSession:
     """Obtains the store for one run (see the module docstring)."""
 
-    root: Path
+    source: TeacherPass
     spec: TopKSpec
-    backend: Any
-    dataset: Any
-    collator: Callable[[list[dict]], dict]
-    tokenizer: Any
-    batch_size: int = 64
     report: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def train_set(self) -> Any:
+        """The examples the stored rows describe: the task's training set, or after `open()` with
+        `spec.teacher_text` the teacher-written set that replaces it."""
+        return self.source.dataset
+
     def key(self) -> tuple[str, dict[str, Any]]:
+        source = self.source
         parts = {
             "format": FORMAT_VERSION, "kind": "topk",
-            "teacher": self.backend.identity(),
-            "tokenizer": tokenizer_fingerprint(self.tokenizer),
-            "inputs": dataset_fingerprint(self.dataset, model_input_columns(self.dataset, TOPK_INPUT_COLUMNS)),
+            "teacher": source.backend.identity(),
+            "tokenizer": tokenizer_fingerprint(source.tokenizer),
+            "inputs": dataset_fingerprint(source.dataset, model_input_columns(source.dataset, TOPK_INPUT_COLUMNS)),
             "k": self.spec.k, "logprob_dtype": self.spec.dtype, "temperature": TEMPERATURE_HANDLING,
         }
         return digest(parts), parts
@@ -71,22 +73,21 @@ class TopKStoreSession:
     def open(self) -> StoredTopK:
         """The store, built first when this key has none (or only a damaged one). With
         `spec.teacher_text` the rows describe the teacher's own completions, written first
-        (`dataset` then becomes the teacher-written set the run trains on)."""
+        (`train_set` then becomes the teacher-written set the run trains on)."""
         if self.spec.teacher_text is not None:
-            self.dataset, self.report["teacher_completions"] = TeacherTextSession(
-                root=self.root, spec=self.spec.teacher_text, backend=self.backend, dataset=self.dataset,
-                collator=self.collator, tokenizer=self.tokenizer, batch_size=self.batch_size).open()
+            written, self.report["teacher_completions"] = TeacherTextSession(self.source, self.spec.teacher_text).open()
+            self.source = replace(self.source, dataset=written)
         key, parts = self.key()
-        store = SignalStore(self.root / "signals" / short(key))
+        source, store = self.source, self.source.store(key)
         built, waited = False, 0.0
         wanted = self.spec.entries
         if not store.holds(key, wanted):
             with exclusive(store.path / ".lock", f"the teacher top-k store {store.path}") as waited:
-                batches = CompletionBatches(self.dataset, self.collator, self.batch_size)
+                batches = CompletionBatches(source.dataset, source.collator, source.batch_size)
                 store.init(key, parts, batches.lengths())
                 if store.missing(wanted):
-                    seconds = build_topk_entries(store, lambda batch: batch_view(self.backend, batch, self.spec.k),
-                                                 batches, self.spec, vocab_size=len(self.tokenizer))
+                    seconds = build_topk_entries(store, lambda batch: batch_view(source.backend, batch, self.spec.k),
+                                                 batches, self.spec, vocab_size=len(source.tokenizer))
                     store.record_build(wanted, seconds)
                     self.report["build_s"] = round(seconds, 2)
                     built = True
