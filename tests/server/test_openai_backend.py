@@ -453,6 +453,12 @@ def test_generate_greedy_is_deterministic_and_decodes(
     assert first.shape[1] == 16 and tokenizer.decode(first[1]).strip()
     sampled = backend.generate(ids, mask, max_new_tokens=8, do_sample=True, temperature=1.0)
     assert sampled.shape[1] <= 8 and int(sampled.max()) < len(tokenizer)
+    # Sampling follows torch's seed (a per-request seed the server honours), whatever it served before.
+    draws = []
+    for seed in (3, 4, 3):
+        torch.manual_seed(seed)
+        draws.append(backend.generate(ids, mask, max_new_tokens=8, do_sample=True, temperature=1.0))
+    assert torch.equal(draws[0], draws[2]) and not torch.equal(draws[0], draws[1])
 
 
 # ------------------------------------------------------------------------------------------

@@ -551,6 +551,25 @@ def test_generate_pads_appends_eos_and_sends_greedy_as_temperature_zero() -> Non
                and p["echo"] is False for p in client.payloads)
 
 
+def test_sampling_sends_each_row_a_seed_from_torchs_generator_and_a_configured_seed_wins() -> None:
+    def answer(p: dict) -> dict:
+        return {"choices": [{"text": " the", "finish_reason": "length"}]}
+
+    prompts = torch.tensor([[3, 4], [4, 5], [5, 3]])
+    backend, client = make_backend(answer)
+    torch.manual_seed(11)
+    backend.generate(prompts, torch.ones_like(prompts), max_new_tokens=1, temperature=0.7)
+    torch.manual_seed(11)
+    expected = torch.randint(0, 2**31 - 1, (3,)).tolist()
+    assert [p["seed"] for p in client.payloads] == expected and len(set(expected)) == 3
+    assert all(p["temperature"] == 0.7 for p in client.payloads)
+    backend.generate(prompts, torch.ones_like(prompts), max_new_tokens=1, do_sample=False)
+    assert all("seed" not in p for p in client.payloads[3:])  # greedy needs none
+    pinned, pinned_client = make_backend(answer, generate_extra={"seed": 5})
+    pinned.generate(prompts, torch.ones_like(prompts), max_new_tokens=1)
+    assert [p["seed"] for p in pinned_client.payloads] == [5, 5, 5]
+
+
 def test_parse_completion_shape() -> None:
     assert parse_completion({"choices": [{"text": "x", "finish_reason": "stop"}]}) == ("x", "stop")
     with pytest.raises(MalformedResponse):

@@ -279,7 +279,10 @@ class OpenAICompatibleBackend(TeacherBackend):
         Each prompt is decoded (padding dropped) and completed by the server; the returned text
         is tokenized with the local tokenizer (the server's token strings are lossy, see
         token_strings), cut to max_new_tokens, and EOS is appended when the server stopped on it
-        (finish_reason "stop"). Greedy (do_sample=False) sends temperature 0. Page prompts
+        (finish_reason "stop"). Greedy (do_sample=False) sends temperature 0. Sampling sends each
+        row a `seed` drawn from torch's generator, so a seeded run's server samples repeat as an
+        in-process teacher's do (llama.cpp and vLLM honour a per-request seed; a `seed` in
+        request_extra / generate_extra wins). Page prompts
         (`vision`) go to `/v1/chat/completions` as each row's chat messages with its page (`images`
         on), and are refused by a text-only server (`images` off).
         """
@@ -293,26 +296,31 @@ class OpenAICompatibleBackend(TeacherBackend):
         mask = prompt_mask.detach().cpu().bool()
         sampling = temperature if do_sample else 0.0
         chats = page_conversations(vision, ids_cpu.shape[0]) if vision is not None else None
+        seeds = sampling_seeds(ids_cpu.shape[0]) if do_sample else [None] * ids_cpu.shape[0]
         rows: list[list[int]] = []
         for b in range(ids_cpu.shape[0]):
             prompt = ids_cpu[b][mask[b]].tolist()
             what = f"generation for prompt {b} ({len(prompt)} tokens{', with its page' if chats else ''})"
-            text, finish = (self._chat(chats[b], max_new_tokens, sampling, what) if chats is not None
-                            else self._complete(decode_text(tokenizer, prompt), max_new_tokens, sampling, what=what))
+            sampling_fields = {"max_tokens": int(max_new_tokens), "temperature": float(sampling), "top_p": 1.0,
+                               **({"seed": seeds[b]} if seeds[b] is not None else {})}
+            text, finish = (self._chat(chats[b], what, **sampling_fields) if chats is not None
+                            else self._complete(decode_text(tokenizer, prompt), what, **sampling_fields))
             rows.append(completion_row(tokenizer, text, max_new_tokens, eos, finished=finish == "stop"))
         return right_padded(rows, pad_id(tokenizer, eos), prompt_ids.device)
 
-    def _chat(self, messages: list, max_new_tokens: int, temperature: float, what: str) -> tuple[str, Optional[str]]:
-        payload = chat_body(self.model, messages, self.request_extra, self.generate_extra,
-                            max_tokens=int(max_new_tokens), temperature=float(temperature), top_p=1.0)
+    def _chat(self, messages: list, what: str, **fields: Any) -> tuple[str, Optional[str]]:
+        payload = chat_body(self.model, messages, self.request_extra, self.generate_extra, **fields)
         return self._post("/chat/completions", payload, what=what, parse=parse_chat_completion)
 
-    def _complete(self, prompt: str, max_new_tokens: int, temperature: float,
-                  what: str) -> tuple[str, Optional[str]]:
-        payload = completion_body(self.model, prompt, self.request_extra, self.generate_extra,
-                                  max_tokens=int(max_new_tokens), temperature=float(temperature),
-                                  top_p=1.0, echo=False)
+    def _complete(self, prompt: str, what: str, **fields: Any) -> tuple[str, Optional[str]]:
+        payload = completion_body(self.model, prompt, self.request_extra, self.generate_extra, echo=False, **fields)
         return self._post("/completions", payload, what=what, parse=parse_completion)
+
+
+def sampling_seeds(rows: int) -> list[int]:
+    """One server-side sampling seed per row, drawn from torch's default generator: under
+    `seeded(...)` (or a run's seed) the server's samples then repeat like the hf backend's."""
+    return [int(seed) for seed in torch.randint(0, 2**31 - 1, (rows,))]
 
 
 def _request_tensors(request: ScoreRequest) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
