@@ -4,8 +4,9 @@ real data: Europarl EN→FR completions, the SmolLM2-135M teacher and its 6-bloc
 
 For each k: the loss's relative difference from the dense loss, the cosine between the gradients
 the two losses send into the student's logits, and the teacher's probability mass inside its top k
-(what a tail bucket would have to carry). The stored view adds float16 rounding on top of a live
-top-k view; `tests/integration/test_topk_store_runs.py` bounds that separately.
+(what a tail bucket would have to carry); then at temperature 1, where the tail bucket is
+defined, the same two differences without and with it (`mode.trainer.tail_bucket`). The stored
+view adds float16 rounding on top of a live top-k view; `tests/integration/test_topk_store_runs.py` bounds that separately.
 
     python benchmarks/topk_fidelity.py           # ~2 min on 2 CPU cores
 """
@@ -16,6 +17,7 @@ import argparse
 import statistics
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -24,10 +26,49 @@ sys.path.insert(0, str(REPO))
 KS = (1, 5, 20, 50, 100, 500)
 
 
-def losses_by_k(setup: dict, args: argparse.Namespace) -> dict[int, list[tuple[float, float, float]]]:
-    """Per batch and k: (relative loss difference, gradient cosine, teacher mass in the top k)."""
-    from forge.decoding.token_logprobs import completion_request
+Row = tuple[float, ...]
+
+
+def against_dense(s_logits: torch.Tensor, dense_loss: Callable, sparse_loss: Callable) -> tuple[float, float]:
+    """(|sparse − dense| ÷ dense, cosine between the gradients the two send into the student's logits)."""
+    grads, values = [], []
+    for loss_of in (dense_loss, sparse_loss):
+        logits = s_logits.clone().requires_grad_(True)
+        loss = loss_of(logits)
+        grads.append(torch.autograd.grad(loss, logits)[0].flatten())
+        values.append(loss.item())
+    cosine = torch.nn.functional.cosine_similarity(grads[1], grads[0], dim=0).item()
+    return abs(values[1] - values[0]) / values[0], cosine
+
+
+def batch_rows(t_logits: torch.Tensor, s_logits: torch.Tensor, mask: torch.Tensor, beta: float,
+               temperature: float) -> dict[int, Row]:
+    """Per k: at the mode's temperature, the top-k loss against the dense one and the teacher's mass
+    in its top k; at temperature 1 (where the tail bucket is defined), top-k without and with it."""
     from forge.losses.divergence import TopKView, generalized_jsd, topk_generalized_jsd
+
+    def dense_at(t: float) -> Callable:
+        return lambda logits: generalized_jsd(logits, t_logits, beta=beta, temperature=t, mask=mask)
+
+    def sparse_at(view: TopKView, t: float, tail: bool = False) -> Callable:
+        return lambda logits: topk_generalized_jsd(logits, view, beta=beta, temperature=t, mask=mask, tail_bucket=tail)
+
+    probs = torch.softmax(t_logits.float() / temperature, dim=-1)[mask]
+    rows = {}
+    for k in KS:
+        mass = probs.topk(k, dim=-1).values.sum(-1).mean().item()
+        at_mode = against_dense(s_logits, dense_at(temperature), sparse_at(TopKView.from_logits(t_logits, k, temperature),
+                                                                         temperature))
+        view_1 = TopKView.from_logits(t_logits, k, 1.0)
+        plain_1 = against_dense(s_logits, dense_at(1.0), sparse_at(view_1, 1.0))
+        tail_1 = against_dense(s_logits, dense_at(1.0), sparse_at(view_1, 1.0, tail=True))
+        rows[k] = (*at_mode, mass, *plain_1, *tail_1)
+    return rows
+
+
+def losses_by_k(setup: dict, args: argparse.Namespace) -> dict[int, list[Row]]:
+    """Per batch and k: `batch_rows`' numbers."""
+    from forge.decoding.token_logprobs import completion_request
     from forge.teachers.backends.hf import HFTeacherBackend
     from forge.trainers.gkd import student_completion_logits
 
@@ -43,20 +84,8 @@ def losses_by_k(setup: dict, args: argparse.Namespace) -> dict[int, list[tuple[f
         with torch.no_grad():
             t_logits = teacher.logits(completion_request(prompt, pmask, completion, cmask))[:, begin:begin + width]
             s_logits = student_completion_logits(setup["student"], prompt, pmask, completion, cmask)
-        mask = cmask.bool()
-        dense_in = s_logits.clone().requires_grad_(True)
-        dense = generalized_jsd(dense_in, t_logits, beta=beta, temperature=temperature, mask=mask)
-        (dense_grad,) = torch.autograd.grad(dense, dense_in)
-        probs = torch.softmax(t_logits.float() / temperature, dim=-1)[mask]
-        for k in KS:
-            view = TopKView.from_logits(t_logits, k, temperature)
-            sparse_in = s_logits.clone().requires_grad_(True)
-            sparse = topk_generalized_jsd(sparse_in, view, beta=beta, temperature=temperature, mask=mask)
-            (grad,) = torch.autograd.grad(sparse, sparse_in)
-            cosine = torch.nn.functional.cosine_similarity(grad[mask].flatten(), dense_grad[mask].flatten(), dim=0)
-            mass = probs.topk(k, dim=-1).values.sum(-1).mean()
-            loss, reference = sparse.item(), dense.item()
-            out[k].append((abs(loss - reference) / reference, cosine.item(), mass.item()))
+        for k, row in batch_rows(t_logits, s_logits, cmask.bool(), beta, temperature).items():
+            out[k].append(row)
     return out
 
 
@@ -73,12 +102,13 @@ def main() -> None:
     by_k = losses_by_k(setup, args)
     settings = setup["cfg"].mode.trainer
     lines = [f"Top-k GKD loss against the dense teacher (Europarl, {args.examples} completions, SmolLM2-135M → "
-             f"6-block student before training, β {settings.beta}, temperature {settings.temperature}; medians over "
-             f"batches of {args.batch})", "",
-             "| k | loss difference ÷ dense loss | gradient cosine to dense | teacher mass in top k |", "|---|---|---|---|"]
+             f"6-block student before training, β {settings.beta}; medians over batches of {args.batch})", "",
+             f"| k | at T {settings.temperature}: loss difference ÷ dense loss | gradient cosine to dense | teacher "
+             "mass in top k | at T 1: loss difference ÷ dense | gradient cosine | with the tail bucket: loss "
+             "difference ÷ dense | gradient cosine |", "|---|---|---|---|---|---|---|---|"]
     for k, rows in by_k.items():
-        diff, cos, mass = (statistics.median(r[i] for r in rows) for i in range(3))
-        lines.append(f"| {k} | {diff:.3f} | {cos:.3f} | {mass:.3f} |")
+        medians = [statistics.median(r[i] for r in rows) for i in range(len(rows[0]))]
+        lines.append(f"| {k} | " + " | ".join(f"{m:.3f}" for m in medians) + " |")
     print("\n".join(lines))
 
 
