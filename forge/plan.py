@@ -60,6 +60,8 @@ def teacher_head_will_be_trained(cfg: DictConfig, kind: str = "classification") 
 
 def build_plan(cfg: DictConfig) -> RunPlan:
     """Check the whole config; return the pieces the pipeline needs or raise ConfigError."""
+    from forge.config.arm_names import missing_arm_keys
+    from forge.config.launcher import arm_key_problem
     from forge.config.ranges import config_range_problems, config_unknown_key_problems
 
     problems = ProblemCollector()
@@ -68,6 +70,7 @@ def build_plan(cfg: DictConfig) -> RunPlan:
     problems.extend(config_range_problems(cfg))
     _check_signals(cfg, problems)
     _check_sharding(cfg, problems)
+    problems.extend([arm_key_problem(key) for key in missing_arm_keys(cfg)])
     mode = _built(problems, "mode", lambda: _mode(cfg))
     handler = _built(problems, "task", lambda: hydra.utils.instantiate(cfg.task, _convert_="all"))
     if handler is not None:

@@ -47,9 +47,23 @@ def in_multirun() -> bool:
 
 
 def arm_name(cfg: Any) -> str:
-    """The study arm a run belongs to: `study_arm` (set by the `arm` group's options), else its loss."""
-    arm = cfg.get("study_arm")
-    return str(arm) if arm else str(cfg["loss"]["name"])
+    """The study arm a run belongs to (`forge.config.arm_names.arm_of`): `study_arm` or its loss, and
+    the values of `study_arm_keys`. A key the config lacks is refused (ConfigError)."""
+    from forge.config.arm_names import arm_of, missing_arm_keys
+    from forge.config.errors import ConfigError
+
+    missing = missing_arm_keys(cfg)
+    if missing:
+        raise ConfigError([arm_key_problem(key) for key in missing])
+    return str(arm_of(cfg))
+
+
+def arm_key_problem(key: str) -> Any:
+    """The ConfigProblem of a `study_arm_keys` entry that names no key of the config."""
+    from forge.config.errors import ConfigProblem
+
+    return ConfigProblem("study_arm_keys", "names a key this config does not have.", key,
+                         "name dotted config keys, e.g. study_arm_keys=[mode.trainer.lmbda,mode.trainer.beta]")
 
 
 def sweep_run_dir(cfg: DictConfig) -> Optional[str]:

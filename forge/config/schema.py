@@ -296,6 +296,9 @@ class ForgeConfig:
     # The arm of a study this run belongs to: set by the `arm` group's options (conf/arm), which
     # bundle a mode, a quantizer and settings into one sweepable choice; null: the arm is loss.name.
     study_arm: Optional[str] = None
+    # Dotted keys whose values complete the arm's name (`[mode.trainer.lmbda, mode.trainer.beta]`: arms
+    # `gkd_lmbda0_beta0.5`, ...), so a sweep over them is compared arm by arm (forge.config.arm_names).
+    study_arm_keys: list[str] = field(default_factory=list)
     # The arm the study report compares the others with (null: `ce`, the FAR studies' control).
     study_control: Optional[str] = None
     signals: SignalsConfig = field(default_factory=SignalsConfig)

@@ -5,7 +5,8 @@ missing. `multirun.yaml` holds the sweeper's `params` (from the experiment file)
 line's overrides; Hydra's BasicSweeper (used by the local and the SLURM launcher) appends the
 command line to the params, keeps the last value given for each key and runs the Cartesian
 product in key order, numbering jobs from 0. Repeating that here gives every job's number, arm
-(the `arm` option, else the loss option) and seed, and launch.py names its run directory
+(the `arm` option, else the loss option, then the values of `study_arm_keys`) and seed, and
+launch.py names its run directory
 `<number:03d>_<arm>_seed<seed>`,
 so an expected job with no `<number>_*` directory never started.
 """
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import yaml
+
+from forge.config.arm_names import arm_label, dotted_value
 
 log = logging.getLogger("forge.study")
 
@@ -100,10 +103,14 @@ def read_grid(sweep_dir: Path) -> SweepGrid:
     arm_key = "arm" if "arm" in plain or choices.get("arm") else "loss"
     default_arm = str(choices.get(arm_key, "?"))
     default_seed = multirun.get("seed")
+    arm_keys = [str(k) for k in (multirun.get("study_arm_keys") or [])]
+    fixed_arm = multirun.get("study_arm")  # an experiment's own arm name (beats the loss, as in launch.py)
     jobs = []
     for num, combo in enumerate(itertools.product(*(values[k] for k in keys))):
         chosen = dict(zip(plain, combo))
-        jobs.append(ExpectedJob(num=num, arm=str(chosen.get(arm_key, default_arm)),
+        settings = [(k, chosen[k] if k in chosen else dotted_value(multirun, k)) for k in arm_keys]
+        base = chosen.get(arm_key, default_arm) if arm_key == "arm" or not fixed_arm else fixed_arm
+        jobs.append(ExpectedJob(num=num, arm=arm_label(str(base), settings),
                                 seed=_as_int(chosen.get("seed", default_seed))))
     swept = tuple(p for p, k in zip(plain, keys) if len(values[k]) > 1)
     return SweepGrid(sweep_dir, tuple(jobs), swept_keys=swept)

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
+from forge.config.arm_names import arm_of
 from forge.eval.transfer import transfer_gap
 from forge.runtime import layout
 from forge.runtime.layout import RunLayout
@@ -126,6 +127,12 @@ def discover(root: Path) -> tuple[list[Path], list[Path]]:
     return sorted(runs), sorted(sweeps)
 
 
+def named_arm(config: Mapping[str, Any]) -> bool:
+    """True when the run's arm is named by the study (`study_arm` or `study_arm_keys`) rather than
+    being a loss cell of the FAR factorial."""
+    return bool(config.get("study_arm") or config.get("study_arm_keys"))
+
+
 def dotted_get(data: Mapping[str, Any], dotted: str) -> Any:
     """The value at a dotted key (`task.max_train_samples`) of a nested mapping; None if absent."""
     node: Any = data
@@ -185,8 +192,7 @@ def read_run(run_dir: Path,
     except (OSError, yaml.YAMLError) as err:
         return None, ProblemRun(run_dir.name, None, None, STATUS_UNREADABLE,
                                 f"config.yaml unreadable: {err}", run_dir), {}
-    name = config.get("study_arm") or dotted_get(config, "loss.name")
-    arm = name if isinstance(name, str) else None
+    arm = arm_of(config)
     seed = config.get("seed") if isinstance(config.get("seed"), int) else None
 
     def problem(status: str, reason: str) -> tuple[None, ProblemRun, dict[str, Any]]:
@@ -217,7 +223,7 @@ def read_run(run_dir: Path,
     state = read_json_object(RunLayout(run_dir).training_state) or {}
     eval_curve, loss_curve = curves(state.get("log_history") or [], key)
     record = RunRecord(
-        run_dir=run_dir, arm=arm, factors=None if config.get("study_arm") else run_factors(config, meta), seed=seed, status=status, metric=key,
+        run_dir=run_dir, arm=arm, factors=None if named_arm(config) else run_factors(config, meta), seed=seed, status=status, metric=key,
         value=float(post[key]), pre=pre, teacher=teacher,
         student_gain=gap.student_gain if gap else None,
         transfer_efficiency=gap.transfer_efficiency if gap else None,
@@ -270,11 +276,13 @@ def load_study(root: Path, metric: Optional[str] = None) -> Study:
     for grid in grids:
         problems.extend(_missing_jobs(grid, run_dirs))
     notes = [f"{g.sweep_dir.name}: {g.note}" for g in grids if g.note]
-    other_keys = sorted({k for g in grids for k in g.swept_keys} - {"loss", "seed"})
+    arm_keys = {k for c in configs for k in (c.get("study_arm_keys") or [])}
+    other_keys = sorted({k for g in grids for k in g.swept_keys} - {"loss", "seed", "arm"} - arm_keys)
     if other_keys:
         notes.append(f"the sweep also varies {', '.join(other_keys)}: runs of one arm and seed that differ "
-                     "only there are averaged into one value per seed")
-    unknown = sorted({r.arm for r in records if r.factors is None and not r.config.get("study_arm")})
+                     "only there are averaged into one value per seed (to compare them as arms, name them in "
+                     "study_arm_keys)")
+    unknown = sorted({r.arm for r in records if r.factors is None and not named_arm(r.config)})
     if unknown:
         notes.append(f"arms {', '.join(unknown)}: their loss families could not be told from the config; "
                      "they are left out of the factorial")

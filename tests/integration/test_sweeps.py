@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, SHARED_DATA
 
 pytestmark = pytest.mark.integration
 
@@ -57,3 +57,27 @@ def test_a_refused_job_does_not_stop_the_sweep_and_the_report_lists_it(tmp_path)
     assert meta["status"] == "finished"
     report = (sweep_dir / "study.md").read_text()
     assert "`000_combined_r_seed1`" in report and "refused" in report
+
+
+@pytest.mark.slow
+def test_the_gkd_study_names_its_arms_by_beta_and_every_arm_reads_one_store(tmp_path):
+    """experiment=gkd_study shrunk to two β arms: run directories and report arms named by the
+    settings, one teacher pass into the top-k store for both, the report against gkd_lmbda0_beta0."""
+    out, cache = tmp_path / "outputs", tmp_path / "teacher_cache"
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "launch.py"), "-m", "experiment=gkd_study",
+         f"task.data_dir={SHARED_DATA / 'europarl'}", "mode.trainer.lmbda=0", "mode.trainer.beta=0,1", "seed=1",
+         "task.max_train_samples=8", "task.max_eval_samples=2", "task.max_new_tokens=8", "trainer.max_steps=2",
+         "trainer.save_steps=2", f"output_root={out}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=1200,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "FORGE_TEACHER_CACHE_DIR": str(cache)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep_dir,) = list((out / "sweeps" / "gkd_study").iterdir())
+    runs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert runs == ["000_gkd_lmbda0_beta0_seed1", "001_gkd_lmbda0_beta1_seed1"]
+    stores = [json.loads((sweep_dir / name / "run_metadata.json").read_text())["teacher_cache"] for name in runs]
+    assert stores[0]["built"] == ["topk_ids", "topk_logprobs"] and stores[1]["reused"] == stores[0]["built"]
+    assert stores[0]["dir"] == stores[1]["dir"]
+    report = json.loads((sweep_dir / "study.json").read_text())
+    assert report["control"] == "gkd_lmbda0_beta0" and not report["problems"]
+    assert [arm["arm"] for arm in report["arms"]] == ["gkd_lmbda0_beta0", "gkd_lmbda0_beta1"]
