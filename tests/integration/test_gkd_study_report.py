@@ -80,6 +80,9 @@ def test_arms_are_named_by_lmbda_and_beta_and_every_expected_job_is_found(study)
     assert sorted(arms) == sorted(f"gkd_lmbda{lm}_beta{b}" for lm in LMBDAS for b in BETAS)
     assert not data["problems"] and data["control"] == "gkd_lmbda0_beta0"
     assert "also varies" not in markdown and "Factorial effects" not in markdown
+    # not a loss factorial: no F/A/R columns, no FAR title, no pointer to the loss-layer workbench
+    assert markdown.startswith("# Study report\n") and "| arm | n | mean |" in markdown
+    assert "workbench_sweep.md" not in markdown
 
 
 def test_each_arm_against_the_control_by_hand(study):
