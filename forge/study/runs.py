@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from forge.config.arm_names import arm_of
+from forge.config.arm_names import dotted_value as dotted_get  # noqa: F401 (the study modules' name for it)
 from forge.eval.transfer import transfer_gap
 from forge.runtime import layout
 from forge.runtime.layout import RunLayout
@@ -131,16 +132,6 @@ def named_arm(config: Mapping[str, Any]) -> bool:
     """True when the run's arm is named by the study (`study_arm` or `study_arm_keys`) rather than
     being a loss cell of the FAR factorial."""
     return bool(config.get("study_arm") or config.get("study_arm_keys"))
-
-
-def dotted_get(data: Mapping[str, Any], dotted: str) -> Any:
-    """The value at a dotted key (`task.max_train_samples`) of a nested mapping; None if absent."""
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
 
 
 def curves(log_history: list[Mapping[str, Any]], metric: str) -> tuple[Curve, Curve]:
